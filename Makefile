@@ -1,0 +1,58 @@
+# lima-recipes: every experiment is an override string.
+#   make train model=llama7b trainer.max_epochs=3
+# Command-line assignments are forwarded to Hydra as overrides; ARGS="..." passes anything else
+# (e.g. ARGS="-m" for a multirun, or an override Make cannot parse such as "~key").
+
+SHELL := /bin/bash
+.DEFAULT_GOAL := help
+
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+TORCH_VERSION ?= 2.13.0
+TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
+MAKE_SETTINGS := PYTHON VENV TORCH_VERSION TORCH_CPU_INDEX ARGS PYTEST_ARGS
+OVERRIDES := $(strip $(foreach v,$(.VARIABLES),$(if $(filter command line,$(origin $(v))),$(if $(filter $(v),$(MAKE_SETTINGS)),,'$(v)=$($(v))'))))
+
+.PHONY: help env train plan preview test test-fast tokenizer clean
+
+help: ## list the targets
+	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
+
+$(VENV)/.installed: pyproject.toml
+	test -x $(PY) || $(PYTHON) -m venv $(VENV)
+	@# torch first: CUDA wheels where a GPU driver exists, else the CPU build (never a multi-GB
+	@# CUDA download on a CPU machine). The project's torch>= range is then already satisfied.
+	if ! $(PY) -c "import torch" 2>/dev/null; then \
+	  if command -v nvidia-smi >/dev/null 2>&1; then \
+	    $(PY) -m pip install "torch==$(TORCH_VERSION)"; \
+	  else \
+	    $(PY) -m pip install "torch==$(TORCH_VERSION)+cpu" 2>/dev/null \
+	      || $(PY) -m pip install --index-url $(TORCH_CPU_INDEX) "torch==$(TORCH_VERSION)"; \
+	  fi; \
+	fi
+	$(PY) -m pip install -e ".[dev]"
+	touch $@
+
+env: $(VENV)/.installed ## create the virtual environment (done by every other target)
+
+train: env ## fine-tune (default: the tiny model on the shipped sample data)
+	$(PY) recipes/train.py $(OVERRIDES) $(ARGS)
+
+plan: env ## validate a config and print parameters, memory per device and steps
+	$(PY) recipes/plan.py $(OVERRIDES) $(ARGS)
+
+preview: env ## render examples with trained/masked tokens coloured, and length statistics
+	$(PY) recipes/preview.py $(OVERRIDES) $(ARGS)
+
+test: env ## run the whole test suite (CPU, a few minutes)
+	$(PY) -m pytest -q $(PYTEST_ARGS)
+
+test-fast: env ## run the tests not marked slow
+	$(PY) -m pytest -q -m "not slow" $(PYTEST_ARGS)
+
+tokenizer: env ## rebuild the tiny model's tokenizer from the sample data
+	$(PY) recipes/build_tokenizer.py
+
+clean: ## remove run outputs and caches (keeps the environment)
+	rm -rf outputs multirun .cache .pytest_cache

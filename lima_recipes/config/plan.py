@@ -1,0 +1,186 @@
+"""`make plan`: what a composed run will cost, computed without loading a single weight.
+
+Parameters come from the architecture built on the `meta` device. Memory per device follows
+the usual accounting (ZeRO paper, Korthikanti et al. for activations): bytes per parameter for
+weights, gradients and AdamW state by precision, divided by the shards the strategy makes, plus
+the activations of one micro-batch at the full max length. It is an estimate for choosing a
+strategy and device count; `make bench` compares it with measured peaks.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+
+from omegaconf import DictConfig
+
+from lima_recipes.model.build import build_meta_model
+
+GIB = 1024**3
+
+
+@dataclass
+class MemoryPlan:
+    weights: float
+    gradients: float
+    optimizer: float
+    activations: float
+    cpu_offloaded: float
+
+    @property
+    def total(self) -> float:
+        return self.weights + self.gradients + self.optimizer + self.activations
+
+
+@dataclass
+class Plan:
+    model: str
+    parameters: int
+    trainable_parameters: int
+    added_tokens: int
+    world_size: int
+    strategy: str
+    precision: str
+    memory: MemoryPlan
+    examples: int | None
+    examples_note: str
+    steps_per_epoch: int | None
+    total_steps: int | None
+    accumulation: int
+    dropout_by_layer: list[float]
+
+    def as_dict(self) -> dict:
+        out = asdict(self)
+        out["memory"]["total"] = self.memory.total
+        return out
+
+
+def count_parameters(model_cfg, vocab_size: int | None = None) -> int:
+    model = build_meta_model(model_cfg, vocab_size)
+    return sum(p.numel() for p in model.parameters())
+
+
+def _bytes_per_param(strategy_cfg) -> tuple[int, int, int, int]:
+    """(weights, gradients, optimizer state, compute) bytes per parameter."""
+    precision = strategy_cfg.precision
+    if strategy_cfg.kind == "deepspeed" and precision in ("bf16-mixed", "16-mixed"):
+        return 2, 2, 12, 2  # half weights and grads; fp32 master copy + two Adam moments
+    if precision in ("bf16-true",):
+        return 2, 2, 4, 2
+    compute = 2 if precision in ("bf16-mixed", "16-mixed") else 4
+    return 4, 4, 8, compute  # fp32 weights and grads, two fp32 Adam moments
+
+
+def _shards(strategy_cfg, world: int, devices_per_node: int) -> tuple[int, int, int]:
+    """How many ways weights, gradients and optimizer state are split."""
+    kind = strategy_cfg.kind
+    if kind == "fsdp":
+        mode = strategy_cfg.sharding_strategy
+        if mode == "FULL_SHARD":
+            return world, world, world
+        if mode == "SHARD_GRAD_OP":
+            return 1, world, world
+        if mode == "HYBRID_SHARD":
+            return devices_per_node, devices_per_node, devices_per_node
+        return 1, 1, 1
+    if kind == "deepspeed":
+        stage = strategy_cfg.zero_stage
+        return (world if stage >= 3 else 1), (world if stage >= 2 else 1), world
+    return 1, 1, 1
+
+
+def activation_bytes(model_cfg, strategy_cfg, micro_batch: int, seq_len: int, vocab: int, compute: int) -> float:
+    """Saved activations of one micro-batch at seq_len tokens, with flash/SDPA attention (no
+    seq_len^2 scores kept). Per token and layer a Llama block keeps about 10 hidden-size tensors
+    (norms, q/o projections, residuals) plus 4 MLP-width ones (gate, up, activation, product)."""
+    h, i, n = model_cfg.hidden_size, model_cfg.intermediate_size, model_cfg.num_hidden_layers
+    kv = (model_cfg.num_key_value_heads or model_cfg.num_attention_heads) * (h // model_cfg.num_attention_heads)
+    tokens = micro_batch * seq_len
+    per_layer = tokens * (10 * h + 2 * kv + 4 * i) * compute
+    if strategy_cfg.activation_checkpointing:
+        layers = tokens * h * compute * n + per_layer  # each layer's input, plus one layer recomputed
+    else:
+        layers = per_layer * n
+    logits = tokens * vocab * (compute + 4 + 4)  # logits, their fp32 copy for the loss, its gradient
+    return layers + logits
+
+
+def make_plan(cfg: DictConfig, num_examples: int | None, examples_note: str, added_tokens: int = 1) -> Plan:
+    from lima_recipes.data.batching import BatchShape
+    from lima_recipes.model.dropout import residual_dropout_rates
+
+    m, s, t = cfg.model, cfg.strategy, cfg.trainer
+    world = t.devices * t.num_nodes
+    vocab = m.vocab_size + added_tokens
+    params = count_parameters(m, vocab)
+    w_b, g_b, o_b, c_b = _bytes_per_param(s)
+    w_sh, g_sh, o_sh = _shards(s, world, t.devices)
+    weights, grads, optim = params * w_b / w_sh, params * g_b / g_sh, params * o_b / o_sh
+    if w_sh > 1:  # sharded weights are gathered one decoder layer at a time (plus one prefetched)
+        layer = (params - 2 * vocab * m.hidden_size) / m.num_hidden_layers
+        weights += 2 * layer * c_b
+    offloaded = 0.0
+    if s.cpu_offload:
+        offloaded = optim + (grads if s.kind == "fsdp" else 0.0)
+        optim = 0.0
+        if s.kind == "fsdp" or (s.kind == "deepspeed" and s.zero_stage == 3):
+            offloaded += params * w_b / w_sh
+            weights -= params * w_b / w_sh
+        if s.kind == "fsdp":
+            grads = 0.0
+    acts = activation_bytes(m, s, t.micro_batch_size, cfg.data.max_length, vocab, c_b)
+    shape = BatchShape(t.global_batch_size, t.micro_batch_size, world)
+    steps = shape.steps_per_epoch(num_examples) if num_examples else None
+    total = (t.max_steps if t.max_steps > 0 else steps * t.max_epochs) if steps else None
+    return Plan(
+        model=m.name, parameters=params - added_tokens * m.hidden_size * (1 if m.tie_word_embeddings else 2),
+        trainable_parameters=params, added_tokens=added_tokens, world_size=world, strategy=s.name,
+        precision=s.precision, memory=MemoryPlan(weights, grads, optim, acts, offloaded),
+        examples=num_examples, examples_note=examples_note, steps_per_epoch=steps, total_steps=total,
+        accumulation=shape.accumulation,
+        dropout_by_layer=residual_dropout_rates(m.num_hidden_layers, m.residual_dropout),
+    )
+
+
+def count_examples(cfg: DictConfig) -> tuple[int | None, str]:
+    """Training examples if the data can be read here, else the preset's expected count."""
+    from lima_recipes.data.sources import load_conversations, train_source
+    from lima_recipes.errors import LimaError
+
+    source = train_source(cfg.data)
+    try:
+        return len(load_conversations(source, cfg.data)), f"read from {source.description}"
+    except LimaError as err:
+        if cfg.data.expected_examples:
+            return cfg.data.expected_examples, f"data.expected_examples ({source.description} not readable here)"
+        return None, f"unknown: {err}"
+
+
+def render_plan(plan: Plan, console=None) -> None:
+    from rich.console import Console
+    from rich.table import Table
+
+    console = console or Console()
+    gib = lambda b: f"{b / GIB:,.2f} GiB"  # noqa: E731
+    table = Table(title=f"plan: {plan.model} on {plan.world_size} device(s), strategy={plan.strategy}, precision={plan.precision}")
+    table.add_column("item")
+    table.add_column("value", justify="right")
+    table.add_row("parameters (published architecture)", f"{plan.parameters:,}")
+    table.add_row(f"trainable (+{plan.added_tokens} template token rows)", f"{plan.trainable_parameters:,}")
+    mem = plan.memory
+    table.add_row("weights per device", gib(mem.weights))
+    table.add_row("gradients per device", gib(mem.gradients))
+    table.add_row("optimizer state per device", gib(mem.optimizer))
+    table.add_row("activations per device (one micro-batch at max length)", gib(mem.activations))
+    table.add_row("total per device (estimate)", gib(mem.total))
+    if mem.cpu_offloaded:
+        table.add_row("offloaded to CPU memory (all ranks of a node share it)", gib(mem.cpu_offloaded))
+    table.add_row("training examples", f"{plan.examples:,}" if plan.examples else "?")
+    table.add_row("  source", plan.examples_note)
+    table.add_row("micro-batches accumulated per step per device", str(plan.accumulation))
+    table.add_row("optimizer steps per epoch", f"{plan.steps_per_epoch:,}" if plan.steps_per_epoch else "?")
+    table.add_row("optimizer steps in total", f"{plan.total_steps:,}" if plan.total_steps else "?")
+    rates = plan.dropout_by_layer
+    table.add_row("residual dropout, bottom -> top layer", f"{rates[0]:.2f} -> {rates[-1]:.2f} over {len(rates)} layers")
+    console.print(table)
+
+

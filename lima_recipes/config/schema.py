@@ -1,0 +1,273 @@
+"""Typed schemas for every config group, registered in Hydra's ConfigStore.
+
+Each YAML option lists its group's schema first in its defaults, so a misspelt key inside a
+preset fails at compose time instead of after a 65B model has loaded.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any, Optional
+
+from hydra.core.config_store import ConfigStore
+from omegaconf import MISSING
+
+
+@dataclass
+class RunConfig:
+    name: str = "sample"
+    """Experiment name: the first level of the run directory and the W&B group."""
+    seed: int = 1234
+    """Seeds model init, data order and dropout."""
+    output_root: str = "outputs"
+    """Runs are written to `<output_root>/<name>/<hash of the resolved config>`."""
+
+
+@dataclass
+class ModelConfig:
+    name: str = MISSING
+    """Preset name, shown in plans and run names."""
+    path: Optional[str] = None
+    """Hub id or local directory of pretrained weights; None builds the architecture from scratch."""
+    tokenizer_path: Optional[str] = None
+    """Tokenizer hub id or directory; None uses `path`."""
+    hidden_size: int = MISSING
+    """Width of the residual stream."""
+    intermediate_size: int = MISSING
+    """Width of the SwiGLU MLP."""
+    num_hidden_layers: int = MISSING
+    """Decoder layers."""
+    num_attention_heads: int = MISSING
+    """Query heads."""
+    num_key_value_heads: Optional[int] = None
+    """Key/value heads (grouped-query attention); None means as many as query heads."""
+    vocab_size: int = 32000
+    """Vocabulary of the pretrained model, before the end-of-turn token is added."""
+    max_position_embeddings: int = 2048
+    """Context the model was pretrained with; data.max_length may not exceed it."""
+    rms_norm_eps: float = 1e-6
+    """RMSNorm epsilon of the published architecture."""
+    rope_theta: float = 10000.0
+    """Rotary embedding base."""
+    tie_word_embeddings: bool = False
+    """Share input and output embeddings (LLaMA does not)."""
+    dtype: str = "float32"
+    """Parameter dtype when loading or building: float32, bfloat16 or float16."""
+    residual_dropout: float = 0.2
+    """Dropout on each residual branch at the top layer; LIMA rises linearly from 0.0 at the bottom
+    (0.3 for 65B, 0.2 for smaller models)."""
+    recipe_global_batch_size: int = 64
+    """LIMA's global batch for this size (32 for 65B, 64 for smaller); trainer reads it."""
+    recipe_lr: float = 1e-5
+    """LIMA's peak learning rate for this size; optim reads it."""
+    recipe_final_lr: float = 1e-6
+    """Learning rate at the last step of the linear decay; optim reads it."""
+    attn_implementation: str = "sdpa"
+    """Attention kernel passed to transformers: sdpa, eager or flash_attention_2."""
+
+
+@dataclass
+class DataConfig:
+    name: str = MISSING
+    """Preset name."""
+    path: Optional[str] = None
+    """Local JSONL file of training records; takes precedence over `hub_id`."""
+    hub_id: Optional[str] = None
+    """Hugging Face dataset id used when `path` is not set (e.g. the gated GAIR/lima)."""
+    split: str = "train"
+    """Split of the hub dataset to train on."""
+    dev_path: Optional[str] = None
+    """Local JSONL of dev conversations, used for validation loss."""
+    dev_split: Optional[str] = None
+    """Split of the hub dataset for validation loss; None disables it unless dev_path is set."""
+    format: str = "auto"
+    """Record format: auto, lima (`conversations`), messages (OpenAI style) or prompt_response."""
+    max_length: int = 2048
+    """Tokens per example after templating; longer conversations are cut from the end."""
+    on_invalid: str = "error"
+    """What an invalid conversation does: `error` stops with path:line, `skip` drops and counts it."""
+    group_by_length: bool = True
+    """Build batches from examples of similar length so little compute is spent on padding."""
+    megabatch_factor: int = 16
+    """Global batches pooled before sorting by length: larger pools pad less but mix less."""
+    pad_to_multiple_of: int = 8
+    """Pad each micro-batch to a multiple of this many tokens (tensor-core friendly)."""
+    num_workers: int = 0
+    """DataLoader worker processes; tokenization is cached, so 0 is usually enough."""
+    cache_dir: str = ".cache/lima_recipes/tokenized"
+    """Where tokenized datasets are cached, keyed by data content, tokenizer and template."""
+    max_examples: Optional[int] = None
+    """Train on the first N records only (deterministic); None uses them all."""
+    max_user_turns: Optional[int] = None
+    """Keep conversations with at most this many user turns (1 selects LIMA's 1,000 single-turn
+    examples from GAIR/lima's 1,030); None keeps all."""
+    expected_examples: Optional[int] = None
+    """Record count `make plan` assumes when the data cannot be read (gated or offline)."""
+
+
+@dataclass
+class TemplateConfig:
+    _target_: str = MISSING
+    """Template class; renders conversations and provides the Jinja chat template for export."""
+    name: str = MISSING
+    """Preset name."""
+    eot_token: Optional[str] = None
+    """End-of-turn token: added to the tokenizer, trained, and used as EOS when generating."""
+    extra_special_tokens: list[str] = field(default_factory=list)
+    """Other tokens the template adds to the tokenizer (e.g. ChatML's `<|im_start|>`)."""
+    system_prompt: Optional[str] = None
+    """Optional system message prepended to every conversation (LIMA uses none)."""
+
+
+@dataclass
+class StrategyConfig:
+    name: str = MISSING
+    """auto, ddp, fsdp, fsdp_offload, deepspeed_zero2, deepspeed_zero3, deepspeed_zero3_offload."""
+    kind: str = "auto"
+    """Which Lightning strategy class to build: auto, ddp, fsdp or deepspeed."""
+    precision: str = "32-true"
+    """Lightning precision: 32-true on CPU, bf16-mixed on GPUs with sharding."""
+    activation_checkpointing: bool = False
+    """Recompute each decoder layer's activations in backward: less memory, ~30% more compute."""
+    cpu_offload: bool = False
+    """Keep parameters (and optimizer state) in CPU memory (FSDP offload, ZeRO offload)."""
+    zero_stage: int = 0
+    """DeepSpeed ZeRO stage (2 shards gradients and optimizer state, 3 also the weights)."""
+    sharding_strategy: str = "FULL_SHARD"
+    """FSDP sharding: FULL_SHARD, SHARD_GRAD_OP, HYBRID_SHARD or NO_SHARD."""
+    process_group_backend: Optional[str] = None
+    """nccl on GPUs, gloo on CPU; None lets Lightning choose."""
+    find_unused_parameters: bool = False
+    """DDP only: needed when some parameters get no gradient in a step."""
+
+
+@dataclass
+class OptimConfig:
+    name: str = MISSING
+    """Preset name."""
+    lr: float = 1e-5
+    """Peak learning rate, reached at step 0 (LIMA uses no warmup)."""
+    final_lr: float = 1e-6
+    """Learning rate at the last optimizer step; the decay in between is linear."""
+    warmup_steps: int = 0
+    """Linear warmup steps before the decay (LIMA: 0)."""
+    betas: list[float] = field(default_factory=lambda: [0.9, 0.95])
+    """AdamW beta1, beta2."""
+    eps: float = 1e-8
+    """AdamW epsilon."""
+    weight_decay: float = 0.1
+    """Decoupled weight decay."""
+    decay_norms_and_biases: bool = False
+    """Apply weight decay to norm gains and biases too (the usual practice is not to)."""
+    gradient_clip_val: Optional[float] = None
+    """Clip the global gradient norm; LIMA reports none."""
+
+
+@dataclass
+class TrainerConfig:
+    name: str = MISSING
+    """Preset name."""
+    max_epochs: int = 15
+    """Passes over the training set (LIMA: 15)."""
+    max_steps: int = -1
+    """Stop after this many optimizer steps; -1 runs max_epochs."""
+    global_batch_size: int = 64
+    """Examples per optimizer step across all devices and accumulation steps."""
+    micro_batch_size: int = 1
+    """Examples per forward pass on one device; accumulation fills the rest of the global batch."""
+    accelerator: str = "auto"
+    """cpu, gpu or auto."""
+    devices: int = 1
+    """Processes per node."""
+    num_nodes: int = 1
+    """Nodes."""
+    checkpoint_epochs: list[int] = field(default_factory=lambda: [5, 6, 7, 8, 9, 10])
+    """Epochs (1-based) whose weights are kept for LIMA's dev-set checkpoint selection."""
+    save_last: bool = True
+    """Also keep `last.ckpt` after every epoch, so an interrupted run resumes where it stopped."""
+    export_epoch: Optional[int] = None
+    """Which kept epoch to export; None exports the final weights (eval=dev_select overrides)."""
+    val_every_n_epochs: int = 1
+    """Compute dev loss every N epochs when a dev set exists."""
+    log_every_n_steps: int = 1
+    """How often metrics are written."""
+    enable_progress_bar: bool = True
+    """Rich progress bar on the console."""
+    deterministic: bool = False
+    """torch deterministic algorithms (slower; for exact reproducibility tests)."""
+    fast_dev_run: bool = False
+    """Run one step of train and val to smoke-test a config."""
+
+
+@dataclass
+class LoggerConfig:
+    name: str = MISSING
+    """wandb, csv or none; a CSV of metrics is always written in the run directory."""
+    wandb: bool = False
+    """Also log to Weights & Biases (offline when WANDB_API_KEY is not set)."""
+    project: str = "lima-recipes"
+    """W&B project."""
+    entity: Optional[str] = None
+    """W&B entity (team or user); None uses the default of the API key."""
+    mode: Optional[str] = None
+    """W&B mode: online, offline or None (online when an API key is set, else offline)."""
+    tags: list[str] = field(default_factory=list)
+    """Extra W&B tags; the experiment name and model preset are always added."""
+
+
+@dataclass
+class GenerationConfig:
+    do_sample: bool = True
+    """Sample (LIMA) rather than decode greedily."""
+    top_p: float = 0.9
+    """Nucleus sampling mass (LIMA: 0.9)."""
+    temperature: float = 0.7
+    """Sampling temperature (LIMA: 0.7)."""
+    repetition_penalty: float = 1.2
+    """Penalty on tokens already generated (LIMA: 1.2)."""
+    max_new_tokens: int = 2048
+    """Longest response (LIMA: 2048 tokens)."""
+
+
+@dataclass
+class PreviewConfig:
+    num_examples: int = 3
+    """Examples rendered with per-token colours."""
+    max_chars: int = 1500
+    """Characters of each rendered example shown (the token counts are always complete)."""
+
+
+@dataclass
+class TrainAppConfig:
+    """The root config of recipes/train.py, plan.py and preview.py."""
+
+    defaults: list[Any] = field(default_factory=list)
+    run: RunConfig = field(default_factory=RunConfig)
+    model: ModelConfig = MISSING
+    data: DataConfig = MISSING
+    template: TemplateConfig = MISSING
+    strategy: StrategyConfig = MISSING
+    optim: OptimConfig = MISSING
+    trainer: TrainerConfig = MISSING
+    logger: LoggerConfig = MISSING
+    generation: GenerationConfig = field(default_factory=GenerationConfig)
+    preview: PreviewConfig = field(default_factory=PreviewConfig)
+
+
+GROUP_SCHEMAS = {
+    "model": ModelConfig,
+    "data": DataConfig,
+    "template": TemplateConfig,
+    "strategy": StrategyConfig,
+    "optim": OptimConfig,
+    "trainer": TrainerConfig,
+    "logger": LoggerConfig,
+}
+
+
+def register_configs() -> None:
+    """Register the root schema and one `schema` option per group (YAMLs extend these)."""
+    cs = ConfigStore.instance()
+    cs.store(name="train_schema", node=TrainAppConfig)
+    for group, schema in GROUP_SCHEMAS.items():
+        cs.store(group=group, name="schema", node=schema)

@@ -1,0 +1,130 @@
+"""Cross-group checks that the schemas alone cannot express; all problems are reported at once."""
+
+from __future__ import annotations
+
+from omegaconf import DictConfig, OmegaConf
+
+from lima_recipes.errors import ConfigError
+
+FORMATS = ("auto", "lima", "messages", "prompt_response", "alpaca")
+ON_INVALID = ("error", "skip")
+STRATEGY_KINDS = ("auto", "ddp", "fsdp", "deepspeed")
+PRECISIONS = ("32-true", "bf16-mixed", "16-mixed", "bf16-true")
+DTYPES = ("float32", "bfloat16", "float16")
+SHARDING = ("FULL_SHARD", "SHARD_GRAD_OP", "HYBRID_SHARD", "NO_SHARD")
+
+
+def _one_of(problems: list[str], key: str, value, allowed) -> None:
+    if value not in allowed:
+        problems.append(f"{key}={value!r} is not one of {', '.join(map(str, allowed))}")
+
+
+def validate(cfg: DictConfig) -> None:
+    """Raise ConfigError listing every problem; each names the key, the bad value and the fix."""
+    problems: list[str] = []
+    missing = sorted(_missing_keys(cfg))
+    for key in missing:
+        fix = {
+            "model.path": "pass model.path=<hub id or local directory>",
+            "data.path": "pass data.path=<file.jsonl>",
+        }.get(key, f"pass {key}=<value>")
+        problems.append(f"{key} is required ({fix})")
+    if missing:
+        raise ConfigError(problems)
+
+    m, d, t, s, o, tr = cfg.model, cfg.data, cfg.template, cfg.strategy, cfg.optim, cfg.trainer
+
+    if d.max_length > m.max_position_embeddings:
+        problems.append(
+            f"data.max_length={d.max_length} exceeds model.max_position_embeddings="
+            f"{m.max_position_embeddings} (lower data.max_length)"
+        )
+    if d.max_length < 16:
+        problems.append(f"data.max_length={d.max_length} is too short to hold a turn (use >= 16)")
+    if d.path is None and d.hub_id is None:
+        problems.append(f"data={d.name} needs a source: pass data.path=<file.jsonl> (or data.hub_id=<dataset id>)")
+    _one_of(problems, "data.format", d.format, FORMATS)
+    _one_of(problems, "data.on_invalid", d.on_invalid, ON_INVALID)
+    if d.max_user_turns is not None and d.max_user_turns < 1:
+        problems.append(f"data.max_user_turns={d.max_user_turns} must be >= 1 or null")
+    if d.megabatch_factor < 1 or d.pad_to_multiple_of < 1:
+        problems.append("data.megabatch_factor and data.pad_to_multiple_of must be >= 1")
+
+    if m.path is None and m.tokenizer_path is None:
+        problems.append(
+            f"model={m.name} needs weights: pass model.path=<hub id or local directory> "
+            "(or model.tokenizer_path=<tokenizer> to train the architecture from scratch)"
+        )
+    _one_of(problems, "model.dtype", m.dtype, DTYPES)
+    if not 0.0 <= m.residual_dropout < 1.0:
+        problems.append(f"model.residual_dropout={m.residual_dropout} must be in [0, 1)")
+    if m.hidden_size % m.num_attention_heads:
+        problems.append(
+            f"model.hidden_size={m.hidden_size} is not divisible by model.num_attention_heads="
+            f"{m.num_attention_heads}"
+        )
+    kv = m.num_key_value_heads or m.num_attention_heads
+    if m.num_attention_heads % kv:
+        problems.append(
+            f"model.num_attention_heads={m.num_attention_heads} is not a multiple of "
+            f"model.num_key_value_heads={kv}"
+        )
+
+    if t.name == "model" and t.eot_token is not None and t.extra_special_tokens:
+        problems.append("template=model uses the tokenizer's own tokens; leave template.extra_special_tokens empty")
+
+    _one_of(problems, "strategy.kind", s.kind, STRATEGY_KINDS)
+    _one_of(problems, "strategy.precision", s.precision, PRECISIONS)
+    _one_of(problems, "strategy.sharding_strategy", s.sharding_strategy, SHARDING)
+    if s.kind == "deepspeed" and s.zero_stage not in (1, 2, 3):
+        problems.append(f"strategy.zero_stage={s.zero_stage} must be 1, 2 or 3 for DeepSpeed")
+
+    if o.lr <= 0 or o.final_lr < 0:
+        problems.append(f"optim.lr={o.lr} must be > 0 and optim.final_lr={o.final_lr} >= 0")
+    elif o.final_lr > o.lr:
+        problems.append(f"optim.final_lr={o.final_lr} exceeds optim.lr={o.lr} (the schedule decays)")
+    if len(o.betas) != 2 or not all(0.0 <= b < 1.0 for b in o.betas):
+        problems.append(f"optim.betas={list(o.betas)} must be two values in [0, 1)")
+    if o.warmup_steps < 0 or o.weight_decay < 0:
+        problems.append("optim.warmup_steps and optim.weight_decay must be >= 0")
+
+    world = tr.devices * tr.num_nodes
+    if tr.micro_batch_size < 1 or tr.devices < 1 or tr.num_nodes < 1:
+        problems.append("trainer.micro_batch_size, trainer.devices and trainer.num_nodes must be >= 1")
+    elif tr.global_batch_size % (tr.micro_batch_size * world):
+        problems.append(
+            f"trainer.global_batch_size={tr.global_batch_size} is not a multiple of "
+            f"trainer.micro_batch_size={tr.micro_batch_size} x {world} devices "
+            f"(trainer.devices={tr.devices} x trainer.num_nodes={tr.num_nodes}); choose a "
+            f"micro_batch_size that divides {tr.global_batch_size // max(world, 1) or 1}"
+        )
+    if tr.max_epochs < 1 and tr.max_steps < 1:
+        problems.append("trainer.max_epochs or trainer.max_steps must be >= 1")
+    if any(e < 1 for e in tr.checkpoint_epochs):
+        problems.append(f"trainer.checkpoint_epochs={list(tr.checkpoint_epochs)} are 1-based epochs (>= 1)")
+    if tr.export_epoch is not None and tr.export_epoch not in tr.checkpoint_epochs:
+        problems.append(
+            f"trainer.export_epoch={tr.export_epoch} is not kept; add it to trainer.checkpoint_epochs "
+            f"({list(tr.checkpoint_epochs)}) or set trainer.export_epoch=null"
+        )
+    if s.kind in ("fsdp", "deepspeed") and tr.accelerator == "cpu":
+        problems.append(f"strategy={s.name} needs CUDA GPUs; on CPU use strategy=ddp or strategy=auto")
+    if problems:
+        raise ConfigError(problems)
+
+
+def _missing_keys(cfg: DictConfig) -> list[str]:
+    return list(_walk_missing(cfg, ""))
+
+
+def _walk_missing(node: DictConfig, prefix: str):
+    for key in node.keys():
+        if key == "hydra":
+            continue
+        full = f"{prefix}{key}"
+        if OmegaConf.is_missing(node, key):
+            yield full
+            continue
+        child = node._get_node(key)
+        if isinstance(child, DictConfig):
+            yield from _walk_missing(child, full + ".")

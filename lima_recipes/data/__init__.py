@@ -1,0 +1,1 @@
+"""Records -> canonical conversations -> templated tokens and labels -> cached -> batches."""

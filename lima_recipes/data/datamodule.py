@@ -1,0 +1,54 @@
+"""Lightning wiring of the tokenized sets: one sampler per rank over a shared global-batch plan."""
+
+from __future__ import annotations
+
+import lightning as L
+import numpy as np
+from torch.utils.data import DataLoader
+
+from lima_recipes.data.batching import BatchShape, GlobalBatchSampler, MicroBatchDataset
+from lima_recipes.data.dataset import TokenizedSet
+
+
+class LimaDataModule(L.LightningDataModule):
+    def __init__(self, train: TokenizedSet, dev: TokenizedSet | None, shape: BatchShape, pad_token_id: int,
+                 seed: int, group_by_length: bool = True, megabatch_factor: int = 16,
+                 pad_to_multiple_of: int = 8, num_workers: int = 0):
+        super().__init__()
+        self.train_set, self.dev_set, self.shape = train, dev, shape
+        self.pad_token_id, self.seed = pad_token_id, seed
+        self.group_by_length, self.megabatch_factor = group_by_length, megabatch_factor
+        self.pad_to_multiple_of, self.num_workers = pad_to_multiple_of, num_workers
+
+    def _rank(self) -> int:
+        return self.trainer.global_rank if self.trainer is not None else 0
+
+    def _loader(self, tokenized: TokenizedSet, shape: BatchShape, shuffle: bool) -> DataLoader:
+        sampler = GlobalBatchSampler(
+            tokenized.lengths, tokenized.trained_tokens, shape, rank=self._rank(), seed=self.seed,
+            shuffle=shuffle, group_by_length=self.group_by_length if shuffle else True,
+            megabatch_factor=self.megabatch_factor,
+        )
+        dataset = MicroBatchDataset(tokenized, self.pad_token_id, self.pad_to_multiple_of, shape.accumulation, shape.world_size)
+        # batch_size=None: the sampler yields whole micro-batches and the dataset pads them.
+        return DataLoader(dataset, sampler=sampler, batch_size=None, num_workers=self.num_workers,
+                          persistent_workers=self.num_workers > 0)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_set, self.shape, shuffle=True)
+
+    def val_dataloader(self) -> DataLoader | list:
+        if self.dev_set is None or len(self.dev_set) == 0:
+            return []
+        # Dev loss is a token mean over the whole dev set: one "global batch" per rank-step.
+        eval_shape = BatchShape(self.shape.micro_batch_size * self.shape.world_size, self.shape.micro_batch_size, self.shape.world_size)
+        return self._loader(self.dev_set, eval_shape, shuffle=False)
+
+
+def length_summary(lengths: np.ndarray) -> dict[str, float]:
+    if len(lengths) == 0:
+        return {}
+    return {
+        "min": int(lengths.min()), "p50": float(np.percentile(lengths, 50)), "p90": float(np.percentile(lengths, 90)),
+        "max": int(lengths.max()), "mean": float(lengths.mean()), "total": int(lengths.sum()),
+    }

@@ -1,0 +1,1 @@
+"""Model build and load, residual dropout, the LightningModule and export."""

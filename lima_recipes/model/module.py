@@ -1,0 +1,131 @@
+"""The LightningModule: masked next-token loss as a token mean over the global batch, AdamW with
+LIMA's linear decay, and the per-step metrics (loss, padding, throughput)."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+
+from lima_recipes.data.tokenize import IGNORE_INDEX
+from lima_recipes.errors import TrainingDivergedError
+
+
+def token_loss_sum(logits: torch.Tensor, labels: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Summed cross-entropy of every trained next-token prediction, and how many there were."""
+    logits = logits[:, :-1].float()
+    targets = labels[:, 1:]
+    loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1), ignore_index=IGNORE_INDEX, reduction="sum")
+    return loss, (targets != IGNORE_INDEX).sum()
+
+
+def linear_schedule(step: int, total_steps: int, warmup_steps: int, final_ratio: float) -> float:
+    """LR multiplier: optional linear warmup, then linear decay reaching final_ratio at the last step."""
+    if warmup_steps and step < warmup_steps:
+        return (step + 1) / warmup_steps
+    decay_steps = max(total_steps - warmup_steps - 1, 1)
+    progress = min(max(step - warmup_steps, 0) / decay_steps, 1.0)
+    return 1.0 - (1.0 - final_ratio) * progress
+
+
+def param_groups(model: torch.nn.Module, weight_decay: float, decay_norms_and_biases: bool) -> list[dict]:
+    decay, no_decay = [], []
+    for param in model.parameters():
+        if param.requires_grad:
+            (decay if param.ndim >= 2 or decay_norms_and_biases else no_decay).append(param)
+    groups = [{"params": decay, "weight_decay": weight_decay}]
+    if no_decay:
+        groups.append({"params": no_decay, "weight_decay": 0.0})
+    return groups
+
+
+class CausalLMModule(L.LightningModule):
+    """Receives a model factory (built in configure_model, so sharded strategies can build it
+    per rank) and the optimizer settings; knows nothing about where the data came from."""
+
+    def __init__(self, model_factory: Callable[[], torch.nn.Module], optim_cfg, total_steps: int):
+        super().__init__()
+        self.model_factory = model_factory
+        self.optim_cfg = optim_cfg
+        self.total_steps = total_steps
+        self.model: torch.nn.Module | None = None
+        self._reset_step_stats()
+        self._val_sum = torch.zeros(())
+        self._val_count = torch.zeros(())
+        self._step_started = None
+
+    def configure_model(self) -> None:
+        if self.model is None:
+            self.model = self.model_factory()
+
+    def _reset_step_stats(self) -> None:
+        # loss share, trained tokens, real (non-pad) tokens, padded slots
+        self._step_stats = torch.zeros(4, dtype=torch.float64)
+
+    def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        return self.model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        if self._step_started is None:
+            self._step_started = time.perf_counter()
+        logits = self(batch["input_ids"], batch["attention_mask"])
+        loss_sum, trained = token_loss_sum(logits, batch["labels"])
+        share = loss_sum / batch["global_trained_tokens"]
+        mask = batch["attention_mask"]
+        self._step_stats += torch.tensor(
+            [share.detach().item(), trained.item(), mask.sum().item(), mask.numel()], dtype=torch.float64
+        )
+        # Lightning divides by the accumulation steps and DDP averages over ranks; scaling back
+        # leaves the gradient of the exact token mean over the global batch.
+        return share * batch["loss_scale"]
+
+    def on_before_optimizer_step(self, optimizer) -> None:
+        stats = self.trainer.strategy.reduce(self._step_stats.to(self.device, torch.float32), reduce_op="sum")
+        loss, trained, real, slots = (float(x) for x in stats)
+        self._reset_step_stats()
+        step = self.global_step + 1
+        if not torch.isfinite(torch.tensor(loss)):
+            raise TrainingDivergedError(
+                f"train/loss is {loss} at optimizer step {step} (epoch {self.current_epoch + 1}); "
+                "training stopped before the update"
+            )
+        elapsed = max(time.perf_counter() - (self._step_started or time.perf_counter()), 1e-9)
+        self._step_started = None
+        self.log_dict(
+            {
+                "train/loss": loss,
+                "train/pad_fraction": 1.0 - real / max(slots, 1.0),
+                "train/trained_tokens": trained,
+                "train/tokens_per_sec": real / elapsed,
+            },
+            on_step=True, on_epoch=False, prog_bar=False, sync_dist=False,
+        )
+        self.log("loss", loss, on_step=True, on_epoch=False, prog_bar=True, logger=False)
+
+    def validation_step(self, batch: dict, batch_idx: int) -> None:
+        logits = self(batch["input_ids"], batch["attention_mask"])
+        loss_sum, trained = token_loss_sum(logits, batch["labels"])
+        self._val_sum = self._val_sum.to(loss_sum.device) + loss_sum.detach()
+        self._val_count = self._val_count.to(loss_sum.device) + trained
+
+    def on_validation_epoch_end(self) -> None:
+        totals = self.trainer.strategy.reduce(torch.stack([self._val_sum, self._val_count.float()]).to(self.device), reduce_op="sum")
+        if totals[1] > 0:
+            self.log("val/loss", totals[0] / totals[1], prog_bar=True, sync_dist=False)
+        self._val_sum = torch.zeros(())
+        self._val_count = torch.zeros(())
+
+    def configure_optimizers(self):
+        o = self.optim_cfg
+        optimizer = torch.optim.AdamW(
+            param_groups(self.model, o.weight_decay, o.decay_norms_and_biases),
+            lr=o.lr, betas=tuple(o.betas), eps=o.eps,
+        )
+        final_ratio = o.final_lr / o.lr
+        scheduler = torch.optim.lr_scheduler.LambdaLR(
+            optimizer, lambda step: linear_schedule(step, self.total_steps, o.warmup_steps, final_ratio)
+        )
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}

@@ -1,0 +1,1 @@
+"""Strategy objects, callbacks and the assembly of a training run."""

@@ -1,0 +1,181 @@
+"""One training run from a composed config: check -> data -> model -> Trainer -> fit -> export.
+
+Every check that can fail without loading weights runs first, so a missing model, gated data or
+impossible setting costs seconds, not a 65B load.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+from functools import partial
+from pathlib import Path
+
+import lightning as L
+import torch
+from lightning.pytorch.callbacks import LearningRateMonitor, RichProgressBar, TQDMProgressBar
+from lightning.pytorch.loggers import CSVLogger, WandbLogger
+from omegaconf import DictConfig, OmegaConf
+
+from lima_recipes.config import validate
+from lima_recipes.config.resolvers import config_hash
+from lima_recipes.data.batching import BatchShape
+from lima_recipes.data.datamodule import LimaDataModule, length_summary
+from lima_recipes.data.dataset import load_or_tokenize
+from lima_recipes.data.sources import check_available, dev_source, train_source
+from lima_recipes.data.templates import build_template
+from lima_recipes.errors import ConfigError, TrainingDivergedError
+from lima_recipes.model.build import build_model, check_weights_available, load_tokenizer
+from lima_recipes.model.dropout import apply_residual_dropout
+from lima_recipes.model.export import export_model, load_checkpoint_weights, strip_module_prefix
+from lima_recipes.model.module import CausalLMModule
+from lima_recipes.train.callbacks import EpochCheckpoint
+from lima_recipes.train.strategies import build_strategy, uses_hf_checkpointing
+
+log = logging.getLogger(__name__)
+
+COMPLETED = "COMPLETED"
+
+
+def make_model(cfg: DictConfig, tokenizer):
+    """The model factory handed to the LightningModule (called once per rank)."""
+    model = build_model(cfg.model, tokenizer, seed=cfg.run.seed)
+    apply_residual_dropout(model, cfg.model.residual_dropout)
+    if uses_hf_checkpointing(cfg.strategy):
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    return model
+
+
+def check_accelerator(cfg: DictConfig) -> None:
+    if cfg.strategy.kind in ("fsdp", "deepspeed") and not torch.cuda.is_available():
+        raise ConfigError(f"strategy={cfg.strategy.name} needs CUDA GPUs and none is visible; on CPU use strategy=ddp or strategy=auto")
+
+
+def build_loggers(cfg: DictConfig, run_dir: Path, run_id: str) -> list:
+    loggers = [CSVLogger(save_dir=str(run_dir), name="", version="")]
+    if cfg.logger.wandb:
+        mode = cfg.logger.mode or ("online" if os.environ.get("WANDB_API_KEY") else "offline")
+        loggers.append(
+            WandbLogger(
+                project=cfg.logger.project, entity=cfg.logger.entity, name=f"{cfg.run.name}-{run_id}",
+                group=cfg.run.name, id=run_id, save_dir=str(run_dir), offline=mode == "offline",
+                tags=[cfg.run.name, cfg.model.name, cfg.data.name, *cfg.logger.tags],
+                config=OmegaConf.to_container(cfg, resolve=True),
+            )
+        )
+    return loggers
+
+
+def prepare(cfg: DictConfig):
+    """Everything before the model: checks, tokenizer, tokenized data and the batch shape."""
+    validate(cfg)
+    check_accelerator(cfg)
+    template = build_template(cfg.template)
+    train_src, dev_src = train_source(cfg.data), dev_source(cfg.data)
+    check_available(train_src)
+    if dev_src is not None:
+        check_available(dev_src)
+    check_weights_available(cfg.model)
+    tokenizer = load_tokenizer(cfg.model)
+    template.install(tokenizer)
+    train_set, hit = load_or_tokenize(train_src, tokenizer, template, cfg.data, is_train=True)
+    if len(train_set) == 0:
+        raise ConfigError(f"{train_src.description}: no trainable examples (skipped: {train_set.stats['skipped']})")
+    dev_set = load_or_tokenize(dev_src, tokenizer, template, cfg.data, is_train=False)[0] if dev_src else None
+    world = cfg.trainer.devices * cfg.trainer.num_nodes
+    shape = BatchShape(cfg.trainer.global_batch_size, cfg.trainer.micro_batch_size, world)
+    log.info("data: %d examples (%s), cache %s", len(train_set), train_set.stats, "hit" if hit else "miss")
+    return template, tokenizer, train_set, dev_set, shape
+
+
+def total_steps(cfg: DictConfig, shape: BatchShape, num_examples: int) -> int:
+    if cfg.trainer.max_steps > 0:
+        return cfg.trainer.max_steps
+    return shape.steps_per_epoch(num_examples) * cfg.trainer.max_epochs
+
+
+def run_training(cfg: DictConfig, run_dir: str | Path) -> dict:
+    run_dir = Path(run_dir)
+    run_id = config_hash(cfg)
+    if (run_dir / COMPLETED).is_file():
+        log.info("%s is complete; remove its COMPLETED file to train again", run_dir)
+        return json.loads((run_dir / COMPLETED).read_text())
+    template, tokenizer, train_set, dev_set, shape = prepare(cfg)
+    L.seed_everything(cfg.run.seed, workers=True, verbose=False)
+    steps = total_steps(cfg, shape, len(train_set))
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.yaml").write_text(OmegaConf.to_yaml(cfg, resolve=True))
+    (run_dir / "data_stats.json").write_text(json.dumps(
+        {"train": train_set.stats, "train_lengths": length_summary(train_set.lengths),
+         "dev": dev_set.stats if dev_set else None, "steps_per_epoch": shape.steps_per_epoch(len(train_set)),
+         "total_steps": steps, "accumulation": shape.accumulation}, indent=2))
+
+    module = CausalLMModule(partial(make_model, cfg, tokenizer), cfg.optim, steps)
+    datamodule = LimaDataModule(
+        train_set, dev_set, shape, tokenizer.pad_token_id, cfg.run.seed, cfg.data.group_by_length,
+        cfg.data.megabatch_factor, cfg.data.pad_to_multiple_of, cfg.data.num_workers,
+    )
+    checkpoints = EpochCheckpoint(run_dir / "checkpoints", list(cfg.trainer.checkpoint_epochs), cfg.trainer.save_last)
+    callbacks = [checkpoints, LearningRateMonitor(logging_interval="step")]
+    if cfg.trainer.enable_progress_bar:
+        callbacks.append(RichProgressBar() if _rich_terminal() else TQDMProgressBar(refresh_rate=max(1, shape.accumulation)))
+    trainer = L.Trainer(
+        accelerator=cfg.trainer.accelerator,
+        devices=cfg.trainer.devices,
+        num_nodes=cfg.trainer.num_nodes,
+        strategy=build_strategy(cfg.strategy),
+        precision=cfg.strategy.precision,
+        max_epochs=cfg.trainer.max_epochs,
+        max_steps=cfg.trainer.max_steps,
+        accumulate_grad_batches=shape.accumulation,
+        gradient_clip_val=cfg.optim.gradient_clip_val,
+        logger=build_loggers(cfg, run_dir, run_id),
+        callbacks=callbacks,
+        enable_checkpointing=False,
+        enable_progress_bar=cfg.trainer.enable_progress_bar,
+        use_distributed_sampler=False,
+        num_sanity_val_steps=0,
+        log_every_n_steps=cfg.trainer.log_every_n_steps,
+        check_val_every_n_epoch=cfg.trainer.val_every_n_epochs,
+        deterministic=cfg.trainer.deterministic,
+        fast_dev_run=cfg.trainer.fast_dev_run,
+        default_root_dir=str(run_dir),
+        enable_model_summary=False,
+    )
+    resume = run_dir / "checkpoints" / "last.ckpt"
+    try:
+        trainer.fit(module, datamodule=datamodule, ckpt_path=str(resume) if resume.is_file() else None)
+    except TrainingDivergedError as err:
+        kept = checkpoints.last_good or (resume if resume.is_file() else None)
+        raise TrainingDivergedError(f"{err}; last good checkpoint: {kept or 'none (diverged in the first epoch)'}") from None
+
+    state = trainer.strategy.lightning_module_state_dict()
+    result = {"run_dir": str(run_dir), "run_id": run_id, "steps": trainer.global_step,
+              "epochs": trainer.current_epoch, "kept_checkpoints": sorted(str(p) for p in checkpoints.saved.values())}
+    for key in ("train/loss", "val/loss"):
+        if key in trainer.callback_metrics:
+            result[key] = float(trainer.callback_metrics[key])
+    if trainer.is_global_zero:
+        export_epoch = cfg.trainer.export_epoch
+        if export_epoch is not None and export_epoch in checkpoints.saved:
+            weights = load_checkpoint_weights(checkpoints.saved[export_epoch])
+        else:
+            export_epoch = None
+            weights = strip_module_prefix(state)
+        export_dir = export_model(
+            module.model, tokenizer, template.end_of_turn(tokenizer), cfg.generation, run_dir / "export",
+            state_dict=weights,
+            metadata={"run_id": run_id, "epoch": export_epoch or "final", "template": template.name,
+                      "model": cfg.model.name, "data": cfg.data.name},
+        )
+        result["export"] = str(export_dir)
+        (run_dir / COMPLETED).write_text(json.dumps(result, indent=2))
+        log.info("exported %s", export_dir)
+    return result
+
+
+def _rich_terminal() -> bool:
+    import sys
+
+    return sys.stdout.isatty() and os.environ.get("CI") is None

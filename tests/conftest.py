@@ -1,0 +1,44 @@
+"""Shared fixtures: the composed default config, the shipped tiny tokenizer, hermetic env."""
+
+from __future__ import annotations
+
+import os
+
+import pytest
+
+os.environ.setdefault("HF_HUB_OFFLINE", "1")
+os.environ.setdefault("WANDB_MODE", "offline")
+os.environ.setdefault("WANDB_SILENT", "true")
+
+
+@pytest.fixture(autouse=True)
+def _hermetic(monkeypatch, tmp_path):
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
+
+
+@pytest.fixture
+def compose_cfg(tmp_path):
+    """compose(overrides) with outputs and caches under the test's tmp_path."""
+    from lima_recipes.config import compose
+
+    def _compose(*overrides: str):
+        return compose([f"run.output_root={tmp_path}/outputs", f"data.cache_dir={tmp_path}/cache", "logger=csv", *overrides])
+
+    return _compose
+
+
+@pytest.fixture
+def tiny_tokenizer():
+    from transformers import AutoTokenizer
+
+    from lima_recipes.config.resolvers import asset_path
+
+    return AutoTokenizer.from_pretrained(asset_path("tiny_tokenizer"))
+
+
+@pytest.fixture
+def lima_template():
+    from lima_recipes.data.templates import LimaTemplate
+
+    return LimaTemplate(name="lima", eot_token="<|eot|>")

@@ -1,0 +1,94 @@
+"""Every option of every group composes and validates; errors name the key and the fix."""
+
+from __future__ import annotations
+
+import pytest
+
+from lima_recipes.config import CONF_DIR, validate
+from lima_recipes.errors import ConfigError
+
+GROUPS = ["model", "data", "template", "strategy", "optim", "trainer", "logger", "experiment"]
+
+
+def options(group: str) -> list[str]:
+    return sorted(p.stem for p in (CONF_DIR / group).glob("*.yaml"))
+
+
+def test_every_group_has_its_options():
+    assert options("model") == ["hf", "llama13b", "llama2_13b", "llama2_70b", "llama2_7b", "llama33b", "llama65b", "llama7b", "tiny"]
+    assert options("strategy") == ["auto", "ddp", "deepspeed_zero2", "deepspeed_zero3", "deepspeed_zero3_offload", "fsdp", "fsdp_offload"]
+    assert options("template") == ["chatml", "lima", "model"]
+    assert {"sample", "lima1k", "lima_multiturn", "jsonl", "curated"} <= set(options("data"))
+    assert {"lima65b", "lima7b"} <= set(options("experiment"))
+
+
+@pytest.mark.parametrize("group,option", [(g, o) for g in GROUPS for o in options(g)])
+def test_every_option_composes_and_validates(compose_cfg, group, option):
+    extra = {
+        ("model", "hf"): ["model.path=/models/some-llama"],
+        ("data", "jsonl"): ["data.path=x.jsonl"],
+        ("data", "curated"): ["data.path=x.jsonl"],
+    }.get((group, option), [])
+    cfg = compose_cfg(f"{group}={option}", *extra)
+    validate(cfg)
+    if group != "experiment":
+        assert cfg[group].name == option
+
+
+def test_lima_recipe_values_for_65b(compose_cfg):
+    for cfg in (compose_cfg("model=llama65b", "data=lima1k"), compose_cfg("experiment=lima65b")):
+        assert cfg.optim.lr == 1e-5 and cfg.optim.final_lr == 1e-6 and cfg.optim.warmup_steps == 0
+        assert list(cfg.optim.betas) == [0.9, 0.95] and cfg.optim.weight_decay == 0.1
+        assert cfg.trainer.global_batch_size == 32 and cfg.trainer.max_epochs == 15
+        assert cfg.model.residual_dropout == 0.3 and cfg.data.max_length == 2048
+        assert list(cfg.trainer.checkpoint_epochs) == [5, 6, 7, 8, 9, 10]
+        assert cfg.template.name == "lima" and cfg.data.max_user_turns == 1
+        assert cfg.generation.top_p == 0.9 and cfg.generation.temperature == 0.7 and cfg.generation.repetition_penalty == 1.2
+
+
+def test_smaller_models_use_batch_64_and_dropout_02(compose_cfg):
+    for cfg in (compose_cfg("model=llama7b", "data=lima1k"), compose_cfg("experiment=lima7b")):
+        assert cfg.trainer.global_batch_size == 64 and cfg.model.residual_dropout == 0.2 and cfg.optim.lr == 1e-5
+
+
+def test_misspelt_key_names_the_closest_valid_one(compose_cfg):
+    with pytest.raises(ConfigError, match=r"unknown config key 'trainer.max_epoch'.*did you mean 'trainer.max_epochs'"):
+        compose_cfg("trainer.max_epoch=3")
+
+
+def test_unknown_option_lists_the_available_ones(compose_cfg):
+    with pytest.raises(ConfigError, match=r"unknown option 'llama65bb'.*did you mean 'model=llama65b'"):
+        compose_cfg("model=llama65bb")
+
+
+def test_impossible_combinations_fail_together_before_any_work(compose_cfg):
+    cfg = compose_cfg("trainer.global_batch_size=10", "trainer.micro_batch_size=4", "data.max_length=4096", "optim.final_lr=1")
+    with pytest.raises(ConfigError) as err:
+        validate(cfg)
+    text = str(err.value)
+    assert "3 config problems" in text
+    assert "trainer.global_batch_size=10 is not a multiple of trainer.micro_batch_size=4" in text
+    assert "data.max_length=4096 exceeds model.max_position_embeddings=2048" in text
+    assert "optim.final_lr=1" in text
+
+
+def test_batch_must_divide_by_devices(compose_cfg):
+    with pytest.raises(ConfigError, match=r"x 3 devices"):
+        validate(compose_cfg("trainer.devices=3"))
+
+
+def test_missing_data_path_says_how_to_provide_it(compose_cfg):
+    with pytest.raises(ConfigError, match=r"data=jsonl needs a source: pass data.path="):
+        validate(compose_cfg("data=jsonl"))
+
+
+def test_gpu_only_strategy_on_cpu_accelerator_is_rejected(compose_cfg):
+    with pytest.raises(ConfigError, match=r"strategy=fsdp needs CUDA GPUs"):
+        validate(compose_cfg("strategy=fsdp", "trainer.accelerator=cpu"))
+
+
+def test_same_config_same_run_id_and_changes_change_it(compose_cfg):
+    from lima_recipes.config.resolvers import config_hash
+
+    a, b, c = compose_cfg(), compose_cfg(), compose_cfg("trainer.max_epochs=3")
+    assert config_hash(a) == config_hash(b) != config_hash(c)

@@ -1,0 +1,77 @@
+"""The training loss against independent references, and its independence from how a global
+batch is split into micro-batches, accumulation steps and ranks."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from lima_recipes.data.batching import BatchShape, collate, plan_epoch
+from lima_recipes.data.dataset import load_or_tokenize
+from lima_recipes.data.sources import train_source
+from lima_recipes.model.build import build_model
+from lima_recipes.model.module import CausalLMModule
+
+
+@pytest.fixture
+def setup(compose_cfg, tiny_tokenizer, lima_template):
+    cfg = compose_cfg("data.max_length=96", "data.pad_to_multiple_of=1")
+    lima_template.install(tiny_tokenizer)
+    data, _ = load_or_tokenize(train_source(cfg.data), tiny_tokenizer, lima_template, cfg.data)
+    model = build_model(cfg.model, tiny_tokenizer, seed=0).eval()  # eval: dropout off, exact comparisons
+    module = CausalLMModule(lambda: model, cfg.optim, total_steps=10)
+    module.configure_model()
+    return module, data, tiny_tokenizer.pad_token_id
+
+
+def test_loss_equals_a_plain_pytorch_loop_and_hf_loss(setup):
+    module, data, pad = setup
+    micro = plan_epoch(data.lengths, data.trained_tokens, BatchShape(8, 8, 1), 0, 0)[0][0][0]
+    batch = collate(data, micro, pad)
+    ours = module.training_step(batch, 0)
+    # plain loop: logits -> shift -> mean cross-entropy over trained tokens
+    logits = module.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    plain = F.cross_entropy(logits[:, :-1].reshape(-1, logits.size(-1)), batch["labels"][:, 1:].reshape(-1), ignore_index=-100)
+    hf = module.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"], labels=batch["labels"]).loss
+    torch.testing.assert_close(ours, plain, rtol=1e-5, atol=1e-5)
+    torch.testing.assert_close(ours, hf, rtol=1e-5, atol=1e-5)
+
+
+def grads_for(module, data, pad, shape: BatchShape) -> dict[str, torch.Tensor]:
+    """Gradients as Lightning + DDP would leave them: each micro loss / accumulation, summed over
+    micro-steps, then averaged over ranks."""
+    module.model.zero_grad()
+    step = plan_epoch(data.lengths, data.trained_tokens, shape, 0, 0)[0]
+    for rank in step:
+        for micro in rank:
+            loss = module.training_step(collate(data, micro, pad, 1, shape.accumulation, shape.world_size), 0)
+            (loss / shape.accumulation / shape.world_size).backward()
+    return {n: p.grad.clone() for n, p in module.model.named_parameters()}
+
+
+def test_accumulation_1x8_8x1_and_2_ranks_give_the_same_gradients(setup):
+    module, data, pad = setup
+    one_big = grads_for(module, data, pad, BatchShape(8, 8, 1))
+    eight_small = grads_for(module, data, pad, BatchShape(8, 1, 1))
+    two_ranks = grads_for(module, data, pad, BatchShape(8, 2, 2))
+    for name, grad in one_big.items():
+        torch.testing.assert_close(eight_small[name], grad, rtol=1e-4, atol=1e-6, msg=name)
+        torch.testing.assert_close(two_ranks[name], grad, rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_token_mean_weights_long_examples_more_than_a_per_example_mean(setup):
+    """The loss is a mean over tokens, not over examples: with unequal lengths the two differ."""
+    module, data, pad = setup
+    micro = plan_epoch(data.lengths, data.trained_tokens, BatchShape(8, 8, 1), 0, 0)[0][0][0]
+    batch = collate(data, micro, pad)
+    logits = module.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    per_example = [
+        F.cross_entropy(logits[i, :-1], batch["labels"][i, 1:], ignore_index=-100) for i in range(len(micro.indices))
+    ]
+    counts = (batch["labels"][:, 1:] != -100).sum(1)
+    assert len(set(counts.tolist())) > 1
+    token_mean = sum(l * c for l, c in zip(per_example, counts)) / counts.sum()
+    torch.testing.assert_close(module.training_step(batch, 0), token_mean, rtol=1e-5, atol=1e-5)
+    assert not np.isclose(float(torch.stack(per_example).mean()), float(token_mean), rtol=1e-6)
