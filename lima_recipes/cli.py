@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import logging
 import os
 import sys
 from collections.abc import Callable
@@ -15,6 +16,32 @@ def fail(message: str, code: int = 2) -> None:
     prefix = "\033[1;31merror:\033[0m " if color else "error: "
     print(prefix + message, file=sys.stderr)
     raise SystemExit(code)
+
+
+class _DropMessages(logging.Filter):
+    def __init__(self, *fragments: str):
+        super().__init__()
+        self.fragments = fragments
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not any(f in record.getMessage() for f in self.fragments)
+
+
+def quiet_library_noise() -> None:
+    """Keep the console to what a user acts on: Lightning logs once (through Hydra's handler,
+    which also writes train.log), without adverts or notes about its own defaults."""
+    import warnings
+
+    for name in ("lightning", "lightning.pytorch", "lightning.fabric"):
+        lightning_log = logging.getLogger(name)
+        for handler in list(lightning_log.handlers):
+            lightning_log.removeHandler(handler)
+        lightning_log.propagate = True
+    logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_DropMessages("litlogger", "LitLogger"))
+    logging.getLogger("lightning.pytorch.trainer.connectors.checkpoint_connector").setLevel(logging.WARNING)
+    # Hydra writes .hydra/ and train.log into the run directory before the CSV logger starts.
+    warnings.filterwarnings("ignore", message=r".*exists and is not empty.*")
+    warnings.filterwarnings("ignore", message=r".*LeafSpec.*is deprecated.*")
 
 
 def user_errors_are_one_line(fn: Callable) -> Callable:

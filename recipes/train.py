@@ -6,7 +6,7 @@ import hydra
 from hydra.core.hydra_config import HydraConfig
 from omegaconf import DictConfig
 
-from lima_recipes.cli import precheck_overrides, user_errors_are_one_line
+from lima_recipes.cli import precheck_overrides, quiet_library_noise, user_errors_are_one_line
 from lima_recipes.config import CONF_DIR, ensure_registered
 
 ensure_registered()
@@ -17,6 +17,7 @@ ensure_registered()
 def main(cfg: DictConfig) -> float | None:
     from lima_recipes.train.run import run_training
 
+    quiet_library_noise()
     result = run_training(cfg, HydraConfig.get().runtime.output_dir)
     print(f"run directory: {result['run_dir']}")
     return result.get("val/loss", result.get("train/loss"))

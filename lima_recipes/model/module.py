@@ -100,6 +100,7 @@ class CausalLMModule(L.LightningModule):
                 "train/pad_fraction": 1.0 - real / max(slots, 1.0),
                 "train/trained_tokens": trained,
                 "train/tokens_per_sec": real / elapsed,
+                "train/lr": optimizer.param_groups[0]["lr"],
             },
             on_step=True, on_epoch=False, prog_bar=False, sync_dist=False,
         )

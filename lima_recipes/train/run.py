@@ -14,7 +14,7 @@ from pathlib import Path
 
 import lightning as L
 import torch
-from lightning.pytorch.callbacks import LearningRateMonitor, RichProgressBar, TQDMProgressBar
+from lightning.pytorch.callbacks import RichProgressBar, TQDMProgressBar
 from lightning.pytorch.loggers import CSVLogger, WandbLogger
 from omegaconf import DictConfig, OmegaConf
 
@@ -85,7 +85,10 @@ def prepare(cfg: DictConfig):
     dev_set = load_or_tokenize(dev_src, tokenizer, template, cfg.data, is_train=False)[0] if dev_src else None
     world = cfg.trainer.devices * cfg.trainer.num_nodes
     shape = BatchShape(cfg.trainer.global_batch_size, cfg.trainer.micro_batch_size, world)
-    log.info("data: %d examples (%s), cache %s", len(train_set), train_set.stats, "hit" if hit else "miss")
+    stats = train_set.stats
+    log.info("data: %d training examples from %s; %d cut at data.max_length=%d; %d skipped %s; tokenized cache %s",
+             len(train_set), stats["source"], stats["truncated"], cfg.data.max_length,
+             sum(stats["skipped"].values()), stats["skipped"] or "", "hit" if hit else "miss (written)")
     return template, tokenizer, train_set, dev_set, shape
 
 
@@ -117,7 +120,7 @@ def run_training(cfg: DictConfig, run_dir: str | Path) -> dict:
         cfg.data.megabatch_factor, cfg.data.pad_to_multiple_of, cfg.data.num_workers,
     )
     checkpoints = EpochCheckpoint(run_dir / "checkpoints", list(cfg.trainer.checkpoint_epochs), cfg.trainer.save_last)
-    callbacks = [checkpoints, LearningRateMonitor(logging_interval="step")]
+    callbacks: list[L.Callback] = [checkpoints]
     if cfg.trainer.enable_progress_bar:
         callbacks.append(RichProgressBar() if _rich_terminal() else TQDMProgressBar(refresh_rate=max(1, shape.accumulation)))
     trainer = L.Trainer(
@@ -152,14 +155,15 @@ def run_training(cfg: DictConfig, run_dir: str | Path) -> dict:
 
     state = trainer.strategy.lightning_module_state_dict()
     result = {"run_dir": str(run_dir), "run_id": run_id, "steps": trainer.global_step,
-              "epochs": trainer.current_epoch, "kept_checkpoints": sorted(str(p) for p in checkpoints.saved.values())}
+              "epochs": trainer.current_epoch, "kept_checkpoints": sorted(str(p) for p in checkpoints.dirpath.glob("epoch=*.ckpt"))}
     for key in ("train/loss", "val/loss"):
         if key in trainer.callback_metrics:
             result[key] = float(trainer.callback_metrics[key])
     if trainer.is_global_zero:
         export_epoch = cfg.trainer.export_epoch
-        if export_epoch is not None and export_epoch in checkpoints.saved:
-            weights = load_checkpoint_weights(checkpoints.saved[export_epoch])
+        chosen = EpochCheckpoint.epoch_path(checkpoints.dirpath, export_epoch) if export_epoch else None
+        if chosen is not None and chosen.is_file():
+            weights = load_checkpoint_weights(chosen)
         else:
             export_epoch = None
             weights = strip_module_prefix(state)
