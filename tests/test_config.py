@@ -92,3 +92,29 @@ def test_same_config_same_run_id_and_changes_change_it(compose_cfg):
 
     a, b, c = compose_cfg(), compose_cfg(), compose_cfg("trainer.max_epochs=3")
     assert config_hash(a) == config_hash(b) != config_hash(c)
+
+
+def test_a_typo_inside_a_preset_file_fails_at_compose_time(tmp_path):
+    import shutil
+
+    from lima_recipes.config import compose
+
+    conf = tmp_path / "conf"
+    shutil.copytree(CONF_DIR, conf)
+    (conf / "experiment" / "typo.yaml").write_text("# @package _global_\ntrainer:\n  max_epoch: 1\n")
+    with pytest.raises(ConfigError, match=r"unknown config key 'trainer.max_epoch'.*did you mean 'trainer.max_epochs'"):
+        compose(["experiment=typo"], config_dir=conf)
+
+
+def test_wandb_logger_is_offline_without_an_api_key(compose_cfg, tmp_path, monkeypatch):
+    from lightning.pytorch.loggers import CSVLogger, WandbLogger
+
+    from lima_recipes.train.run import build_loggers
+
+    monkeypatch.delenv("WANDB_API_KEY", raising=False)
+    cfg = compose_cfg("logger=wandb", "run.name=lima7b")
+    csv_logger, wandb_logger = build_loggers(cfg, tmp_path, "abc123")
+    assert isinstance(csv_logger, CSVLogger) and isinstance(wandb_logger, WandbLogger)
+    assert wandb_logger._offline is True
+    assert wandb_logger._wandb_init["group"] == "lima7b" and wandb_logger._wandb_init["id"] == "abc123"
+    assert [type(x) for x in build_loggers(compose_cfg("logger=csv"), tmp_path, "x")] == [CSVLogger]

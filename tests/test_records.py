@@ -84,3 +84,10 @@ def test_shipped_sample_data_is_valid():
     dev = load_jsonl_conversations(asset_path("sample/dev.jsonl"))
     assert len(train) >= 30 and len(dev) >= 5
     assert any(c.user_turns > 1 for c in train) and {c.source for c in train} >= {"stackexchange", "wikihow", "safety"}
+
+
+def test_non_utf8_line_names_path_and_line(tmp_path):
+    path = tmp_path / "latin1.jsonl"
+    path.write_bytes(json.dumps(SAME[0]).encode() + b"\n" + '{"prompt": "caf\xe9", "response": "x"}'.encode("latin-1") + b"\n")
+    with pytest.raises(DataFormatError, match=rf"{path}:2: not UTF-8 text"):
+        load_jsonl_conversations(path)

@@ -93,5 +93,11 @@ def test_truncation_cuts_from_the_end_and_flags_it(tiny_tokenizer, lima_template
 
 def test_special_tokens_inside_content_are_rejected_with_origin(tiny_tokenizer, lima_template):
     lima_template.install(tiny_tokenizer)
-    with pytest.raises(DataFormatError, match=r"t:1: turn 2 contains a special token"):
+    with pytest.raises(DataFormatError, match=r"t:1: turn 2 contains the special token .<\|eot\|>."):
         tokenize_conversation(conv("Q", "A <|eot|> B"), tiny_tokenizer, lima_template, 2048)
+
+
+def test_literal_special_tokens_of_the_tokenizer_are_refused(tiny_tokenizer, lima_template):
+    lima_template.install(tiny_tokenizer)
+    with pytest.raises(DataFormatError, match=r"t:1: turn 2 contains the special token '</s>'"):
+        tokenize_conversation(conv("Q", "HTML ends with </s> here"), tiny_tokenizer, lima_template, 2048)

@@ -31,11 +31,11 @@ def ensure_registered() -> None:
         _registered = True
 
 
-def compose(overrides: list[str] | tuple[str, ...] = (), config_name: str = "train") -> DictConfig:
+def compose(overrides: list[str] | tuple[str, ...] = (), config_name: str = "train", config_dir: str | Path = CONF_DIR) -> DictConfig:
     """Compose the root config with overrides; any composition error becomes a ConfigError."""
     ensure_registered()
     try:
-        with initialize_config_dir(config_dir=str(CONF_DIR), version_base="1.3"):
+        with initialize_config_dir(config_dir=str(Path(config_dir).resolve()), version_base="1.3"):
             return hydra_compose(config_name=config_name, overrides=list(overrides))
     except (HydraException, OmegaConfBaseException) as err:
         raise ConfigError(explain_compose_error(err)) from None

@@ -52,7 +52,8 @@ class ModelConfig:
     tie_word_embeddings: bool = False
     """Share input and output embeddings (LLaMA does not)."""
     dtype: str = "float32"
-    """Parameter dtype when loading or building: float32, bfloat16 or float16."""
+    """Dtype weights are loaded in: float32, bfloat16 or float16. Strategies that train an fp32
+    master copy (auto, ddp, fsdp with mixed precision) upcast after loading; DeepSpeed keeps it."""
     residual_dropout: float = 0.2
     """Dropout on each residual branch at the top layer; LIMA rises linearly from 0.0 at the bottom
     (0.3 for 65B, 0.2 for smaller models)."""

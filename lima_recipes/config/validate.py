@@ -107,6 +107,11 @@ def validate(cfg: DictConfig) -> None:
             f"trainer.export_epoch={tr.export_epoch} is not kept; add it to trainer.checkpoint_epochs "
             f"({list(tr.checkpoint_epochs)}) or set trainer.export_epoch=null"
         )
+    if tr.export_epoch is not None and tr.max_steps <= 0 and tr.export_epoch > tr.max_epochs:
+        problems.append(
+            f"trainer.export_epoch={tr.export_epoch} is after the last epoch (trainer.max_epochs={tr.max_epochs}); "
+            "lower it or set trainer.export_epoch=null to export the final weights"
+        )
     if s.kind in ("fsdp", "deepspeed") and tr.accelerator == "cpu":
         problems.append(f"strategy={s.name} needs CUDA GPUs; on CPU use strategy=ddp or strategy=auto")
     if problems:

@@ -143,6 +143,6 @@ def collate(tokenized, micro: MicroBatch, pad_token_id: int, multiple: int = 8, 
         "input_ids": input_ids,
         "attention_mask": attention_mask,
         "labels": labels,
-        "global_trained_tokens": torch.tensor(max(micro.global_trained_tokens, 1), dtype=torch.float32),
-        "loss_scale": torch.tensor(float(accumulation * world_size)),
+        "global_trained_tokens": torch.tensor(max(micro.global_trained_tokens, 1), dtype=torch.long),
+        "loss_scale": torch.tensor(accumulation * world_size, dtype=torch.long),
     }

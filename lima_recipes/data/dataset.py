@@ -17,6 +17,7 @@ from lima_recipes.data.records import LoadReport
 from lima_recipes.data.sources import RecordSource, load_conversations
 from lima_recipes.data.templates import ChatTemplate
 from lima_recipes.data.tokenize import tokenize_conversation
+from lima_recipes.errors import DataFormatError
 
 CACHE_VERSION = 1
 """Bump when tokenization logic changes, so caches written by older code are not reused."""
@@ -73,8 +74,15 @@ def tokenize_source(source: RecordSource, tokenizer, template: ChatTemplate, dat
     conversations = load_conversations(source, data_cfg, report, is_train=is_train)
     input_ids, labels, sources = [], [], []
     truncated, no_trained = 0, 0
+    rejected = Counter()
     for conv in conversations:
-        example = tokenize_conversation(conv, tokenizer, template, data_cfg.max_length)
+        try:
+            example = tokenize_conversation(conv, tokenizer, template, data_cfg.max_length)
+        except DataFormatError as err:
+            if data_cfg.on_invalid == "error":
+                raise
+            rejected[str(err).split(": ", 1)[-1].split(" '")[0]] += 1
+            continue
         if example.num_trained == 0:
             no_trained += 1
             continue
@@ -82,7 +90,7 @@ def tokenize_source(source: RecordSource, tokenizer, template: ChatTemplate, dat
         input_ids.append(np.asarray(example.input_ids, dtype=np.int32))
         labels.append(np.asarray(example.labels, dtype=np.int32))
         sources.append(conv.source)
-    skipped = Counter(report.skipped)
+    skipped = Counter(report.skipped) + rejected
     if no_trained:
         skipped[f"no assistant token within data.max_length={data_cfg.max_length}"] += no_trained
     stats = {

@@ -134,8 +134,12 @@ def read_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
     path = Path(path)
     if not path.is_file():
         raise DataFormatError(f"{path}: no such file (check data.path)")
-    with path.open(encoding="utf-8") as handle:
-        for lineno, line in enumerate(handle, start=1):
+    with path.open("rb") as handle:
+        for lineno, raw in enumerate(handle, start=1):
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as err:
+                raise DataFormatError(f"{path}:{lineno}: not UTF-8 text (byte {err.start}: {raw[err.start:err.start + 1]!r})") from None
             if not line.strip():
                 continue
             try:

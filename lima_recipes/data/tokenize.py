@@ -39,11 +39,14 @@ def assistant_spans(conv: Conversation, tokenizer, template: ChatTemplate) -> tu
     messages = template.with_system(conv.as_dicts())
     text = render(messages, tokenizer, add_generation_prompt=False)
     eot = template.end_of_turn(tokenizer)
-    forbidden = [t for t in [eot, *template.extra_special_tokens] if t]
+    # Any special token spelled out in a turn would be parsed as the token itself (a literal
+    # "</s>" would end the text), so such records are refused rather than silently changed.
+    forbidden = sorted({t for t in [eot, *template.extra_special_tokens, *tokenizer.all_special_tokens] if t})
     spans = []
     for i, message in enumerate(messages):
         if any(tok in message["content"] for tok in forbidden):
-            raise DataFormatError(f"{conv.origin}: turn {i + 1} contains a special token of template={template.name}")
+            found = next(tok for tok in forbidden if tok in message["content"])
+            raise DataFormatError(f"{conv.origin}: turn {i + 1} contains the special token {found!r}")
         if message["role"] != ASSISTANT:
             continue
         prompt = render(messages[:i], tokenizer, add_generation_prompt=True)

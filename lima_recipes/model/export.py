@@ -42,5 +42,17 @@ def export_model(model, tokenizer, eot_token: str, generation_cfg, out_dir: str 
 
 
 def load_checkpoint_weights(path: str | Path) -> dict[str, torch.Tensor]:
-    checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+    """transformers-named weights from a Lightning checkpoint file, or from a DeepSpeed checkpoint
+    directory (consolidated from its ZeRO partitions into fp32)."""
+    path = Path(path)
+    if path.is_dir():
+        import tempfile
+
+        from lightning.pytorch.utilities.deepspeed import convert_zero_checkpoint_to_fp32_state_dict
+
+        with tempfile.TemporaryDirectory() as tmp:
+            convert_zero_checkpoint_to_fp32_state_dict(str(path), f"{tmp}/weights.pt")
+            checkpoint = torch.load(f"{tmp}/weights.pt", map_location="cpu", weights_only=False)
+    else:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
     return strip_module_prefix(checkpoint["state_dict"])

@@ -31,11 +31,17 @@ def linear_schedule(step: int, total_steps: int, warmup_steps: int, final_ratio:
     return 1.0 - (1.0 - final_ratio) * progress
 
 
+def is_norm_or_bias(name: str) -> bool:
+    """By name, not shape: FSDP and ZeRO-3 flatten or empty parameters before the optimizer
+    sees them, so `ndim` would put every weight in the no-decay group."""
+    return name.endswith(".bias") or "norm" in name.rsplit(".", 2)[-2].lower()
+
+
 def param_groups(model: torch.nn.Module, weight_decay: float, decay_norms_and_biases: bool) -> list[dict]:
     decay, no_decay = [], []
-    for param in model.parameters():
+    for name, param in model.named_parameters():
         if param.requires_grad:
-            (decay if param.ndim >= 2 or decay_norms_and_biases else no_decay).append(param)
+            (no_decay if is_norm_or_bias(name) and not decay_norms_and_biases else decay).append(param)
     groups = [{"params": decay, "weight_decay": weight_decay}]
     if no_decay:
         groups.append({"params": no_decay, "weight_decay": 0.0})
@@ -46,11 +52,16 @@ class CausalLMModule(L.LightningModule):
     """Receives a model factory (built in configure_model, so sharded strategies can build it
     per rank) and the optimizer settings; knows nothing about where the data came from."""
 
-    def __init__(self, model_factory: Callable[[], torch.nn.Module], optim_cfg, total_steps: int):
+    def __init__(self, model_factory: Callable[[], torch.nn.Module], optim_cfg, total_steps: int,
+                 seed: int = 0, cpu_adam: bool = False):
         super().__init__()
         self.model_factory = model_factory
         self.optim_cfg = optim_cfg
         self.total_steps = total_steps
+        self.seed = seed
+        self.cpu_adam = cpu_adam
+        """DeepSpeed's CPU Adam, required when ZeRO offloads the optimizer state."""
+        self._micro_steps = 0
         self.model: torch.nn.Module | None = None
         self._reset_step_stats()
         self._val_sum = torch.zeros(())
@@ -68,21 +79,40 @@ class CausalLMModule(L.LightningModule):
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         return self.model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
 
+    def on_train_epoch_start(self) -> None:
+        # Dropout masks differ across ranks and epochs, yet are reproducible from the seed.
+        rank = self._trainer.global_rank if self._trainer is not None else 0
+        torch.manual_seed(self.seed * 1_000_003 + self.current_epoch * 1_009 + rank)
+
+    def _gradient_accumulation_scale(self) -> int:
+        """DeepSpeed divides by its accumulation steps inside backward, after Lightning already
+        has; one extra factor undoes the second division."""
+        trainer = self._trainer
+        if trainer is not None and trainer.strategy.handles_gradient_accumulation:
+            return trainer.accumulate_grad_batches
+        return 1
+
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         if self._step_started is None:
             self._step_started = time.perf_counter()
+        self._micro_steps += 1
         logits = self(batch["input_ids"], batch["attention_mask"])
         loss_sum, trained = token_loss_sum(logits, batch["labels"])
-        share = loss_sum / batch["global_trained_tokens"]
+        # Integer tensors: bf16 precision plugins cast floating inputs, and a rounded token count
+        # would scale each batch's loss by a different error.
+        share = loss_sum / batch["global_trained_tokens"].float()
         mask = batch["attention_mask"]
         self._step_stats += torch.tensor(
             [share.detach().item(), trained.item(), mask.sum().item(), mask.numel()], dtype=torch.float64
         )
         # Lightning divides by the accumulation steps and DDP averages over ranks; scaling back
         # leaves the gradient of the exact token mean over the global batch.
-        return share * batch["loss_scale"]
+        return share * (batch["loss_scale"].float() * self._gradient_accumulation_scale())
 
     def on_before_optimizer_step(self, optimizer) -> None:
+        if self._micro_steps < self.trainer.accumulate_grad_batches:
+            return  # DeepSpeed calls this after every micro-batch; only the last one steps
+        self._micro_steps = 0
         stats = self.trainer.strategy.reduce(self._step_stats.to(self.device, torch.float32), reduce_op="sum")
         loss, trained, real, slots = (float(x) for x in stats)
         self._reset_step_stats()
@@ -121,12 +151,24 @@ class CausalLMModule(L.LightningModule):
 
     def configure_optimizers(self):
         o = self.optim_cfg
-        optimizer = torch.optim.AdamW(
-            param_groups(self.model, o.weight_decay, o.decay_norms_and_biases),
-            lr=o.lr, betas=tuple(o.betas), eps=o.eps,
-        )
+        groups = param_groups(self.model, o.weight_decay, o.decay_norms_and_biases)
+        if self.cpu_adam:
+            from deepspeed.ops.adam import DeepSpeedCPUAdam
+
+            optimizer = DeepSpeedCPUAdam(groups, lr=o.lr, betas=tuple(o.betas), eps=o.eps, adamw_mode=True)
+        else:
+            optimizer = torch.optim.AdamW(groups, lr=o.lr, betas=tuple(o.betas), eps=o.eps)
         final_ratio = o.final_lr / o.lr
         scheduler = torch.optim.lr_scheduler.LambdaLR(
             optimizer, lambda step: linear_schedule(step, self.total_steps, o.warmup_steps, final_ratio)
         )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
+
+    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:
+        from lightning.pytorch.strategies import FSDPStrategy
+
+        if gradient_clip_val and isinstance(self.trainer.strategy, FSDPStrategy):
+            # Sharded parameters need FSDP's own norm, which all-reduces across shards.
+            self.trainer.strategy.model.clip_grad_norm_(gradient_clip_val)
+            return
+        super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)

@@ -31,7 +31,9 @@ class EpochCheckpoint(L.Callback):
         epoch = trainer.current_epoch + 1
         if epoch in self.epochs:
             path = self.epoch_path(self.dirpath, epoch)
-            trainer.save_checkpoint(path)
+            # Weights only: these are candidates for export, and optimizer state would triple
+            # their size; last.ckpt carries the full state for resuming.
+            trainer.save_checkpoint(path, weights_only=True)
             self.saved[epoch] = path
             self.last_good = path
         if self.save_last:

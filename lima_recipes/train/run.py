@@ -31,7 +31,7 @@ from lima_recipes.model.dropout import apply_residual_dropout
 from lima_recipes.model.export import export_model, load_checkpoint_weights, strip_module_prefix
 from lima_recipes.model.module import CausalLMModule
 from lima_recipes.train.callbacks import EpochCheckpoint
-from lima_recipes.train.strategies import build_strategy, uses_hf_checkpointing
+from lima_recipes.train.strategies import build_strategy, keeps_fp32_master_weights, uses_cpu_adam, uses_hf_checkpointing
 
 log = logging.getLogger(__name__)
 
@@ -41,6 +41,8 @@ COMPLETED = "COMPLETED"
 def make_model(cfg: DictConfig, tokenizer):
     """The model factory handed to the LightningModule (called once per rank)."""
     model = build_model(cfg.model, tokenizer, seed=cfg.run.seed)
+    if keeps_fp32_master_weights(cfg.strategy):
+        model = model.float()
     apply_residual_dropout(model, cfg.model.residual_dropout)
     if uses_hf_checkpointing(cfg.strategy):
         model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
@@ -114,7 +116,12 @@ def run_training(cfg: DictConfig, run_dir: str | Path) -> dict:
          "dev": dev_set.stats if dev_set else None, "steps_per_epoch": shape.steps_per_epoch(len(train_set)),
          "total_steps": steps, "accumulation": shape.accumulation}, indent=2))
 
-    module = CausalLMModule(partial(make_model, cfg, tokenizer), cfg.optim, steps)
+    module = CausalLMModule(partial(make_model, cfg, tokenizer), cfg.optim, steps, seed=cfg.run.seed,
+                            cpu_adam=uses_cpu_adam(cfg.strategy))
+    kept = [e for e in cfg.trainer.checkpoint_epochs if e <= cfg.trainer.max_epochs]
+    if not kept:
+        log.warning("no epoch of trainer.checkpoint_epochs=%s is reached within trainer.max_epochs=%d; "
+                    "only last.ckpt and the final export are written", list(cfg.trainer.checkpoint_epochs), cfg.trainer.max_epochs)
     datamodule = LimaDataModule(
         train_set, dev_set, shape, tokenizer.pad_token_id, cfg.run.seed, cfg.data.group_by_length,
         cfg.data.megabatch_factor, cfg.data.pad_to_multiple_of, cfg.data.num_workers,
@@ -127,7 +134,7 @@ def run_training(cfg: DictConfig, run_dir: str | Path) -> dict:
         accelerator=cfg.trainer.accelerator,
         devices=cfg.trainer.devices,
         num_nodes=cfg.trainer.num_nodes,
-        strategy=build_strategy(cfg.strategy),
+        strategy=build_strategy(cfg.strategy, cfg.trainer.micro_batch_size),
         precision=cfg.strategy.precision,
         max_epochs=cfg.trainer.max_epochs,
         max_steps=cfg.trainer.max_steps,
@@ -148,12 +155,13 @@ def run_training(cfg: DictConfig, run_dir: str | Path) -> dict:
     )
     resume = run_dir / "checkpoints" / "last.ckpt"
     try:
-        trainer.fit(module, datamodule=datamodule, ckpt_path=str(resume) if resume.is_file() else None)
+        # exists(), not is_file(): DeepSpeed checkpoints are directories
+        trainer.fit(module, datamodule=datamodule, ckpt_path=str(resume) if resume.exists() else None)
     except TrainingDivergedError as err:
-        kept = checkpoints.last_good or (resume if resume.is_file() else None)
+        kept = checkpoints.last_good or (resume if resume.exists() else None)
         raise TrainingDivergedError(f"{err}; last good checkpoint: {kept or 'none (diverged in the first epoch)'}") from None
 
-    state = trainer.strategy.lightning_module_state_dict()
+    final_weights = final_state_dict(trainer, run_dir)
     result = {"run_dir": str(run_dir), "run_id": run_id, "steps": trainer.global_step,
               "epochs": trainer.current_epoch, "kept_checkpoints": sorted(str(p) for p in checkpoints.dirpath.glob("epoch=*.ckpt"))}
     for key in ("train/loss", "val/loss"):
@@ -161,12 +169,13 @@ def run_training(cfg: DictConfig, run_dir: str | Path) -> dict:
             result[key] = float(trainer.callback_metrics[key])
     if trainer.is_global_zero:
         export_epoch = cfg.trainer.export_epoch
-        chosen = EpochCheckpoint.epoch_path(checkpoints.dirpath, export_epoch) if export_epoch else None
-        if chosen is not None and chosen.is_file():
+        if export_epoch is not None:
+            chosen = EpochCheckpoint.epoch_path(checkpoints.dirpath, export_epoch)
+            if not chosen.exists():
+                raise ConfigError(f"trainer.export_epoch={export_epoch}: {chosen} was not written; set trainer.export_epoch=null")
             weights = load_checkpoint_weights(chosen)
         else:
-            export_epoch = None
-            weights = strip_module_prefix(state)
+            weights = final_weights
         export_dir = export_model(
             module.model, tokenizer, template.end_of_turn(tokenizer), cfg.generation, run_dir / "export",
             state_dict=weights,
@@ -177,6 +186,21 @@ def run_training(cfg: DictConfig, run_dir: str | Path) -> dict:
         (run_dir / COMPLETED).write_text(json.dumps(result, indent=2))
         log.info("exported %s", export_dir)
     return result
+
+
+def final_state_dict(trainer: L.Trainer, run_dir: Path) -> dict | None:
+    """Full weights of the trained model on rank 0 (called on every rank: gathering is collective).
+
+    FSDP with a full state dict gathers to rank 0. DeepSpeed's module holds bf16 (ZeRO-2) or
+    empty partitions (ZeRO-3), so its fp32 master weights are consolidated from a checkpoint.
+    """
+    from lightning.pytorch.strategies import DeepSpeedStrategy
+
+    if isinstance(trainer.strategy, DeepSpeedStrategy):
+        path = run_dir / "checkpoints" / "final"
+        trainer.save_checkpoint(path, weights_only=True)
+        return load_checkpoint_weights(path) if trainer.is_global_zero else None
+    return strip_module_prefix(trainer.strategy.lightning_module_state_dict())
 
 
 def _rich_terminal() -> bool:

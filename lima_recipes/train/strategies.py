@@ -9,7 +9,7 @@ DECODER_LAYER = LlamaDecoderLayer
 """The unit FSDP wraps and checkpoints: one shard gather and one recomputation per layer."""
 
 
-def build_strategy(strategy_cfg) -> Strategy | str:
+def build_strategy(strategy_cfg, micro_batch_size: int = 1) -> Strategy | str:
     kind = strategy_cfg.kind
     if kind == "auto":
         return "auto"
@@ -29,13 +29,29 @@ def build_strategy(strategy_cfg) -> Strategy | str:
         )
     if kind == "deepspeed":
         offload = strategy_cfg.cpu_offload
-        return DeepSpeedStrategy(
+        strategy = DeepSpeedStrategy(
             stage=strategy_cfg.zero_stage,
             offload_optimizer=offload,
             offload_parameters=offload and strategy_cfg.zero_stage == 3,
             process_group_backend=strategy_cfg.process_group_backend,
+            # Lightning would read this from the DataLoader's batch_sampler, which our loaders
+            # (whole micro-batches from a sampler) do not have.
+            logging_batch_size_per_gpu=micro_batch_size,
         )
+        return strategy
     raise ValueError(f"unknown strategy.kind {kind!r}")
+
+
+def keeps_fp32_master_weights(strategy_cfg) -> bool:
+    """Whether the module's own parameters must be float32: everything but DeepSpeed (which keeps
+    fp32 master partitions in its optimizer) and `*-true` half precision. Without this, a
+    checkpoint loaded in bf16 would be trained in pure bf16, where most lr-1e-6 updates round away."""
+    return strategy_cfg.kind != "deepspeed" and strategy_cfg.precision in ("32-true", "bf16-mixed", "16-mixed")
+
+
+def uses_cpu_adam(strategy_cfg) -> bool:
+    """ZeRO with optimizer offload refuses torch's AdamW; DeepSpeed's CPU Adam is the same update."""
+    return strategy_cfg.kind == "deepspeed" and strategy_cfg.cpu_offload
 
 
 def uses_hf_checkpointing(strategy_cfg) -> bool:
