@@ -163,7 +163,7 @@ def render_plan(plan: Plan, console=None) -> None:
     gib = lambda b: f"{b / GIB:,.2f} GiB"  # noqa: E731
     table = Table(title=f"plan: {plan.model} on {plan.world_size} device(s), strategy={plan.strategy}, precision={plan.precision}")
     table.add_column("item")
-    table.add_column("value", justify="right")
+    table.add_column("value", justify="right", overflow="fold")
     table.add_row("parameters (published architecture)", f"{plan.parameters:,}")
     table.add_row(f"trainable (+{plan.added_tokens} template token rows)", f"{plan.trainable_parameters:,}")
     mem = plan.memory

@@ -72,7 +72,8 @@ def load_hub_split(hub_id: str, split: str):
         if not offline_mode() and not hub_reachable():
             raise WeightsNotFoundError(
                 f"data.hub_id={hub_id} cannot be downloaded: the Hugging Face Hub is unreachable (offline); "
-                f"pass data.path=/path/to/{split}.jsonl, or {OFFLINE_HINT}"
+                f"pass data.path=/path/to/{split}.jsonl (a local copy), run where the hub is reachable with "
+                f"HF_TOKEN set (gated datasets: accept their terms first), or {OFFLINE_HINT}"
             )
 
         try:
