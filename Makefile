@@ -14,7 +14,7 @@ TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
 MAKE_SETTINGS := PYTHON VENV TORCH_VERSION TORCH_CPU_INDEX ARGS PYTEST_ARGS
 OVERRIDES := $(strip $(foreach v,$(.VARIABLES),$(if $(filter command line,$(origin $(v))),$(if $(filter $(v),$(MAKE_SETTINGS)),,'$(v)=$($(v))'))))
 
-.PHONY: help env train plan preview test test-fast tokenizer clean
+.PHONY: help env train plan preview curate test test-fast tokenizer clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -44,6 +44,9 @@ plan: env ## validate a config and print parameters, memory per device and steps
 
 preview: env ## render examples with trained/masked tokens coloured, and length statistics
 	$(PY) recipes/preview.py $(OVERRIDES) $(ARGS)
+
+curate: env ## curate raw source dumps into a LIMA-style training set + data card
+	$(PY) recipes/curate.py $(OVERRIDES) $(ARGS)
 
 test: env ## run the whole test suite (CPU, a few minutes)
 	$(PY) -m pytest -q $(PYTEST_ARGS)

@@ -255,6 +255,73 @@ class TrainAppConfig:
     preview: PreviewConfig = field(default_factory=PreviewConfig)
 
 
+@dataclass
+class SourceConfig:
+    kind: str = MISSING
+    """Connector: stackexchange, handwritten (wikiHow, Reddit and Natural Instructions follow)."""
+    path: Optional[str] = None
+    """Input: a Stack Exchange dump folder (one sub-folder per site with Posts.xml), or a file;
+    None skips the source with a warning, and the data card says so."""
+    target: int = 0
+    """Examples this source contributes to the output."""
+    domain: Optional[str] = None
+    """Stack Exchange only: `stem` or `other` sites (LIMA samples 200 from each)."""
+    temperature: float = 3.0
+    """Stack Exchange only: site sampling temperature; p(site) ~ candidates^(1/temperature)."""
+    min_answer_score: int = 10
+    """Stack Exchange only: the top answer needs at least this score."""
+    min_answer_chars: int = 1200
+    """Answers shorter than this (after HTML -> Markdown) are dropped."""
+    max_answer_chars: int = 4096
+    """Answers longer than this are dropped."""
+    candidates_per_site: int = 2000
+    """Highest-scoring questions kept per site in the first pass; bounds memory whatever the dump size."""
+
+
+@dataclass
+class DedupConfig:
+    near_threshold: float = 0.8
+    """Estimated Jaccard similarity of word 3-gram shingles above which two examples are duplicates."""
+    num_perm: int = 128
+    """MinHash permutations (accuracy vs. speed)."""
+
+
+@dataclass
+class DecontaminationConfig:
+    eval_paths: list[str] = field(default_factory=list)
+    """JSONL files of dev/test prompts that no training example may overlap."""
+    ngram: int = 8
+    """Word n-gram length; sharing any one n-gram with an eval prompt drops the example."""
+
+
+@dataclass
+class CurateConfig:
+    name: str = MISSING
+    """Preset name."""
+    output: str = MISSING
+    """JSONL written (GAIR/lima format; `make train data=curated data.path=<this>` reads it)."""
+    seed: int = 1234
+    """Same inputs and seed give the same output, byte for byte."""
+    error_budget: int = 100
+    """Malformed records skipped (and reported with file:line) before curation stops."""
+    stem_sites: list[str] = field(default_factory=list)
+    """Stack Exchange sites counted as STEM (folder names without `.stackexchange.com`)."""
+    sources: dict[str, SourceConfig] = field(default_factory=dict)
+    """Per-source connectors, inputs and target counts, in the order they are curated."""
+    dedup: DedupConfig = field(default_factory=DedupConfig)
+    decontamination: DecontaminationConfig = field(default_factory=DecontaminationConfig)
+    card_examples: int = 2
+    """Examples per source shown in the data card."""
+
+
+@dataclass
+class CurateAppConfig:
+    """Root config of recipes/curate.py."""
+
+    defaults: list[Any] = field(default_factory=list)
+    curate: CurateConfig = MISSING
+
+
 GROUP_SCHEMAS = {
     "model": ModelConfig,
     "data": DataConfig,
@@ -270,5 +337,7 @@ def register_configs() -> None:
     """Register the root schema and one `schema` option per group (YAMLs extend these)."""
     cs = ConfigStore.instance()
     cs.store(name="train_schema", node=TrainAppConfig)
+    cs.store(name="curate_schema", node=CurateAppConfig)
+    cs.store(group="curate", name="schema", node=CurateConfig)
     for group, schema in GROUP_SCHEMAS.items():
         cs.store(group=group, name="schema", node=schema)

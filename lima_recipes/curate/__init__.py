@@ -1,0 +1,1 @@
+"""LIMA-style curation: raw source dumps -> rules -> dedup/decontamination -> mixture -> dataset + card."""

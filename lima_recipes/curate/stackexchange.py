@@ -1,0 +1,157 @@
+"""Stack Exchange dump -> LIMA candidates, per site, in constant memory.
+
+The dump has one `<row .../>` per line in `<site>/Posts.xml`. Each row is parsed on its own
+(lxml), so a malformed row is reported with file:line and skipped instead of ending the parse,
+as a syntax error would end iterparse. Two streaming passes per site:
+
+1. questions: keep the `candidates_per_site` highest-scoring ones whose title stands alone
+   (a bounded heap, so memory does not grow with the dump);
+2. answers to those questions: HTML -> Markdown, LIMA's answer rules, best score per question.
+
+The prompt is the title or the question body, chosen at random (seeded), as in LIMA.
+"""
+
+from __future__ import annotations
+
+import heapq
+import random
+from collections import Counter
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from lxml import etree
+
+from lima_recipes.curate import rules
+from lima_recipes.curate.budget import BadRecordBudget
+from lima_recipes.curate.markdown import html_to_markdown
+from lima_recipes.errors import DataFormatError
+
+
+@dataclass(frozen=True)
+class Candidate:
+    source: str
+    turns: tuple[str, ...]
+    """user, assistant, user, assistant... (one exchange for every raw source)."""
+    priority: float
+    """Higher is better inside its group (question score for Stack Exchange)."""
+    group: str
+    """Sampling unit inside the source (the site for Stack Exchange)."""
+    origin: str
+
+    @property
+    def text(self) -> str:
+        return "\n".join(self.turns)
+
+
+@dataclass
+class SiteStats:
+    questions: int = 0
+    answers: int = 0
+    dropped: Counter = field(default_factory=Counter)
+
+
+def site_name(folder: Path) -> str:
+    return folder.name.removesuffix(".stackexchange.com").removesuffix(".com")
+
+
+def iter_rows(path: Path, budget: BadRecordBudget | None) -> Iterator[tuple[int, dict[str, str]]]:
+    """Rows of a Posts.xml; malformed ones go to the budget (None: skipped silently, for a
+    second pass over rows the first pass already reported)."""
+    with path.open("rb") as handle:
+        for lineno, line in enumerate(handle, start=1):
+            text = line.strip()
+            if not text.startswith(b"<row"):
+                continue
+            try:
+                element = etree.fromstring(text)
+            except etree.XMLSyntaxError as err:
+                if budget is not None:
+                    budget.bad(f"{path}:{lineno}", f"malformed XML row ({err.msg})")
+                continue
+            yield lineno, dict(element.attrib)
+
+
+def _int(attrs: dict[str, str], key: str) -> int:
+    try:
+        return int(attrs.get(key, "0"))
+    except ValueError:
+        return 0
+
+
+def site_candidates(folder: Path, cfg, rng: random.Random, budget: BadRecordBudget, stats: SiteStats) -> list[Candidate]:
+    posts = folder / "Posts.xml"
+    if not posts.is_file():
+        raise DataFormatError(f"{posts}: no Posts.xml in this site folder (expected the Stack Exchange dump layout)")
+    site = site_name(folder)
+
+    heap: list[tuple[int, int, dict]] = []  # (score, -id, question) min-heap of the best questions
+    for lineno, row in iter_rows(posts, budget):
+        if row.get("PostTypeId") != "1":
+            continue
+        stats.questions += 1
+        title = row.get("Title", "")
+        reason = rules.title_not_self_contained(title)
+        if reason:
+            stats.dropped[reason] += 1
+            continue
+        item = (_int(row, "Score"), -_int(row, "Id"), {"id": row.get("Id"), "title": title, "body": row.get("Body", ""), "line": lineno})
+        if len(heap) < cfg.candidates_per_site:
+            heapq.heappush(heap, item)
+        elif item[:2] > heap[0][:2]:
+            stats.dropped["below the site's top questions"] += 1
+            heapq.heapreplace(heap, item)
+        else:
+            stats.dropped["below the site's top questions"] += 1
+    questions = {q["id"]: (score, q) for score, _neg, q in heap}
+
+    best: dict[str, tuple[int, str, int]] = {}  # question id -> (answer score, markdown, line)
+    for lineno, row in iter_rows(posts, None):
+        if row.get("PostTypeId") != "2" or row.get("ParentId") not in questions:
+            continue
+        stats.answers += 1
+        score = _int(row, "Score")
+        text = html_to_markdown(row.get("Body", ""))
+        reason = (
+            rules.answer_score_too_low(score, cfg.min_answer_score)
+            or rules.answer_length_out_of_range(text, cfg.min_answer_chars, cfg.max_answer_chars)
+            or rules.written_in_first_person(text)
+            or rules.refers_to_other_answers(text)
+        )
+        if reason:
+            stats.dropped[reason] += 1
+            continue
+        parent = row["ParentId"]
+        if parent not in best or score > best[parent][0]:
+            best[parent] = (score, text, lineno)
+
+    out = []
+    for qid in sorted(best, key=lambda q: (-questions[q][0], int(q))):
+        score, question = questions[qid]
+        body = html_to_markdown(question["body"])
+        use_title = rng.random() < 0.5 or not body
+        prompt = question["title"] if use_title else body
+        out.append(Candidate("stackexchange", (prompt, best[qid][1]), float(score), site, f"{posts}:{question['line']}"))
+    if len(questions) > len(best):
+        stats.dropped["no answer passed the rules"] += len(questions) - len(best)
+    return out
+
+
+def temperature_sample(by_group: dict[str, list[Candidate]], target: int, temperature: float,
+                       rng: random.Random, accept=lambda candidate: True) -> list[Candidate]:
+    """Draw `target` candidates, picking a group with p ~ size^(1/temperature) each time and taking
+    its best remaining candidate that `accept` allows: small sites are not drowned by large ones
+    (LIMA: tau = 3). Group sizes are the initial candidate counts, so the odds stay fixed."""
+    queues = {g: list(c) for g, c in sorted(by_group.items()) if c}
+    sizes = {g: len(c) for g, c in queues.items()}
+    chosen: list[Candidate] = []
+    while len(chosen) < target and queues:
+        groups = sorted(queues)
+        weights = [sizes[g] ** (1.0 / temperature) for g in groups]
+        group = rng.choices(groups, weights=weights)[0]
+        candidate = queues[group].pop(0)
+        if accept(candidate):
+            chosen.append(candidate)
+        if not queues[group]:
+            del queues[group]
+    return chosen

@@ -1,0 +1,102 @@
+"""Stack Exchange dump fixtures written for this project (no real posts): sites with questions
+and answers that each trip exactly one LIMA rule, plus HTML with code, lists, links and images.
+
+Long answers are pseudo-word prose generated from a seed, so every answer is distinct text and
+only the duplicates planted on purpose are near-duplicates.
+"""
+
+from __future__ import annotations
+
+import json
+import random
+from html import escape
+from pathlib import Path
+
+# no syllable with an "m": generated words must never spell "me", "my" or "mine"
+SYLLABLES = ["ka", "lo", "gu", "ren", "tu", "sa", "vor", "ne", "qui", "dal", "po", "zen", "fi", "ro", "ba", "tel"]
+
+
+def prose(seed: int, chars: int) -> str:
+    rng = random.Random(seed)
+    out = []
+    while sum(len(s) + 1 for s in out) < chars:
+        words = ["".join(rng.choices(SYLLABLES, k=rng.randint(1, 3))) for _ in range(rng.randint(6, 14))]
+        out.append(" ".join(words).capitalize() + ".")
+    return " ".join(out)
+
+
+def answer_html(seed: int, chars: int, extra: str = "") -> str:
+    """An answer body with a code block, a list, a link and an image around generated prose."""
+    text = prose(seed, chars - 200)
+    half = len(text) // 2
+    return (
+        f"<p>{text[:half]} {extra} See <a href='https://example.invalid/{seed}'>the manual</a>.</p>"
+        f"<pre><code>value_{seed} = compute({seed})\nprint(value_{seed})\n</code></pre>"
+        f"<ul><li>first point {seed}</li><li>second point {seed}</li></ul>"
+        f"<p>{text[half:]}<img src='diagram{seed}.png' alt='diagram'/></p>"
+    )
+
+
+def row(**attrs) -> str:
+    """One dump line; like the real dumps, newlines inside attributes are written as &#xA;."""
+    value = lambda v: escape(str(v), quote=True).replace("\n", "&#xA;")  # noqa: E731
+    return "  <row " + " ".join(f'{k}="{value(v)}"' for k, v in attrs.items()) + " />\n"
+
+
+def write_site(folder: Path, questions: list[dict], malformed_line: bool = False) -> None:
+    """questions: dicts with title, score, body and answers [(score, html)]."""
+    folder.mkdir(parents=True, exist_ok=True)
+    lines = ['<?xml version="1.0" encoding="utf-8"?>\n', "<posts>\n"]
+    next_id = 1
+    for q in questions:
+        qid = next_id
+        next_id += 1
+        lines.append(row(Id=qid, PostTypeId=1, Score=q["score"], Title=q["title"], Body=q.get("body", f"<p>{prose(qid * 7, 200)}</p>"), Tags="<fixture>"))
+        for score, html in q["answers"]:
+            lines.append(row(Id=next_id, PostTypeId=2, ParentId=qid, Score=score, Body=html))
+            next_id += 1
+        if malformed_line and qid == 1:
+            lines.append('  <row Id="999" PostTypeId="2" Body="unterminated\n')
+    lines.append("</posts>\n")
+    (folder / "Posts.xml").write_text("".join(lines), encoding="utf-8")
+
+
+def good_question(seed: int, score: int) -> dict:
+    return {"title": f"Why does the kalo process number {seed} converge so slowly?", "score": score,
+            "answers": [(15 + seed % 7, answer_html(seed, 2000)), (11, answer_html(seed + 1000, 1800))]}
+
+
+def write_stackexchange_dump(root: Path, big_site_questions: int = 30) -> Path:
+    """math (STEM, large), physics (STEM, small), cooking and travel (other). math also carries one
+    answer per rule that LIMA drops, and physics repeats one math answer almost verbatim."""
+    math = [good_question(i, 100 - i) for i in range(big_site_questions)]
+    math += [
+        {"title": "How do I fix this?", "score": 500, "answers": [(50, answer_html(7001, 2000))]},
+        {"title": "Help", "score": 400, "answers": [(50, answer_html(7002, 2000))]},
+        {"title": "Which rules govern the lodal integral of tusa functions?", "score": 90,
+         "answers": [(9, answer_html(7003, 2000))]},                                   # score below 10
+        {"title": "Is there a closed form for the renmi sequence at scale?", "score": 89,
+         "answers": [(40, answer_html(7004, 900))]},                                   # shorter than 1200
+        {"title": "What bounds the growth of vorne partitions in practice?", "score": 88,
+         "answers": [(40, answer_html(7005, 5000))]},                                  # longer than 4096
+        {"title": "Why do quidal matrices always have real eigenvalues here and there?", "score": 87,
+         "answers": [(40, answer_html(7006, 2000, extra="In my experience I always start from the trace."))]},
+        {"title": "When does the zenpo series stop being absolutely convergent?", "score": 86,
+         "answers": [(40, answer_html(7007, 2000, extra="As mentioned above in the other answers, it diverges."))]},
+    ]
+    write_site(root / "math.stackexchange.com", math, malformed_line=True)
+    duplicate = answer_html(3, 2000).replace("first point 3", "first point three")
+    write_site(root / "physics.stackexchange.com", [
+        good_question(200 + i, 50 - i) for i in range(3)
+    ] + [{"title": "Why does the kalo process number 3 converge so slowly in physics?", "score": 60, "answers": [(30, duplicate)]}])
+    write_site(root / "cooking.stackexchange.com", [good_question(300 + i, 40 - i) for i in range(6)])
+    write_site(root / "travel.stackexchange.com", [good_question(400 + i, 30 - i) for i in range(4)])
+    return root
+
+
+def write_handwritten(path: Path, n: int = 5) -> Path:
+    records = [{"conversations": [f"Handwritten question {i}: what is {prose(900 + i, 40)}?", prose(950 + i, 400)], "source": "handwritten"}
+               for i in range(n)]
+    records.append({"conversations": ["A two-turn chain about sabo?", prose(990, 300), "And then what?", prose(991, 200)]})
+    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    return path
