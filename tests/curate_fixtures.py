@@ -100,3 +100,65 @@ def write_handwritten(path: Path, n: int = 5) -> Path:
     records.append({"conversations": ["A two-turn chain about sabo?", prose(990, 300), "And then what?", prose(991, 200)]})
     path.write_text("".join(json.dumps(r) + "\n" for r in records))
     return path
+
+
+def write_wikihow(path: Path) -> Path:
+    """Three categories (one large), Markdown and HTML bodies, boilerplate sections, a link, an
+    image, a 'This article' opening, and one malformed line."""
+    def article(seed: int, opening: str = "") -> str:
+        return (f"{opening}{prose(seed, 600)}\n\n## Steps\n\n1. {prose(seed + 1, 150)} See [the guide](https://example.invalid/g).\n"
+                f"2. {prose(seed + 2, 150)} ![photo](https://example.invalid/p.jpg)\n\n## Tips\n\n- {prose(seed + 3, 100)}\n\n"
+                f"## Related wikiHows\n\n- How to Something Else\n\n## References\n\n1. https://example.invalid/ref\n")
+    lines = []
+    for i in range(12):
+        lines.append({"title": f"How to Tune a Balo Engine Model {i}", "category": "Cars", "text": article(500 + i)})
+    for i in range(3):
+        lines.append({"title": f"Grow Dalsa Herbs Number {i}", "category": "Garden", "text": article(600 + i, "This article explains the method. ")})
+    lines.append({"title": "How to Bake Quiren Bread", "category": "Food",
+                  "text": f"<p>{prose(700, 600)}</p><h2>Steps</h2><ol><li>{prose(701, 150)}</li></ol><h2>Video</h2><p>watch</p>"})
+    lines.append({"title": "How to Write Nothing", "category": "Food", "text": "Too short."})
+    text = "".join(json.dumps(r) + "\n" for r in lines) + '{"title": "truncated\n'
+    path.write_text(text)
+    return path
+
+
+def write_reddit(folder: Path, compress: bool = False) -> Path:
+    """r/WritingPrompts and r/other submissions with comments: a top story, a weaker one, a deleted
+    one, a bot, a low score, a reply to a comment (not top-level)."""
+    folder.mkdir(parents=True, exist_ok=True)
+    subs, comments = [], []
+    for i in range(6):
+        subs.append({"id": f"wp{i}", "subreddit": "WritingPrompts", "title": f"[WP] A tolvor wakes up in city {i}", "selftext": "", "score": 1000 - i})
+        comments += [
+            {"id": f"c{i}a", "parent_id": f"t3_wp{i}", "body": prose(800 + i, 900), "score": 500 - i, "author": "writer"},
+            {"id": f"c{i}b", "parent_id": f"t3_wp{i}", "body": prose(850 + i, 900), "score": 20, "author": "writer2"},
+        ]
+    comments += [
+        {"id": "d1", "parent_id": "t3_wp0", "body": "[deleted]", "score": 9999, "author": "[deleted]"},
+        {"id": "b1", "parent_id": "t3_wp1", "body": prose(870, 900), "score": 9999, "author": "AutoModerator"},
+        {"id": "r1", "parent_id": "t1_c0a", "body": prose(871, 900), "score": 9999, "author": "replier"},
+        {"id": "l1", "parent_id": "t3_wp5", "body": prose(872, 900), "score": 3, "author": "low"},
+    ]
+    subs.append({"id": "x1", "subreddit": "pics", "title": "not a prompt", "selftext": "", "score": 99999})
+    subs.append({"id": "wpgone", "subreddit": "WritingPrompts", "title": "[removed]", "selftext": "", "score": 5000})
+    for name, records in (("RS_submissions.jsonl", subs), ("RC_comments.jsonl", comments)):
+        data = ("".join(json.dumps(r) + "\n" for r in records) + "{broken json\n").encode()
+        if compress:
+            import zstandard
+
+            (folder / (name + ".zst")).write_bytes(zstandard.ZstdCompressor().compress(data))
+        else:
+            (folder / name).write_bytes(data)
+    return folder
+
+
+def write_natural_instructions(folder: Path, tasks: int = 8) -> Path:
+    folder.mkdir(parents=True, exist_ok=True)
+    for t in range(tasks):
+        task = {"Definition": [f"In this task you rename the {prose(1100 + t, 60)} items."],
+                "Positive Examples": [{"input": "a", "output": "b", "explanation": "c"}],
+                "Instances": [{"id": f"task{t}-{k}", "input": prose(1200 + t * 10 + k, 120), "output": [prose(1300 + t * 10 + k, 80)]} for k in range(5)]}
+        (folder / f"task{t:03d}_fixture.json").write_text(json.dumps(task))
+    (folder / "task999_empty.json").write_text(json.dumps({"Definition": [], "Instances": []}))
+    (folder / "task998_broken.json").write_text('{"Definition": ["x"],\n "Instances": [')
+    return folder

@@ -17,7 +17,8 @@ from lima_recipes.curate import rules
 from lima_recipes.curate.budget import BadRecordBudget
 from lima_recipes.curate.dedup import Deduplicator
 from lima_recipes.curate.markdown import html_to_markdown
-from lima_recipes.curate.stackexchange import Candidate, SiteStats, site_candidates, temperature_sample
+from lima_recipes.curate.candidates import Candidate, temperature_sample
+from lima_recipes.curate.stackexchange import SiteStats, site_candidates
 from lima_recipes.errors import ConfigError, DataFormatError
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -59,7 +60,7 @@ def dump(tmp_path):
 def se_cfg(**overrides):
     from types import SimpleNamespace
 
-    base = dict(candidates_per_site=2000, min_answer_score=10, min_answer_chars=1200, max_answer_chars=4096)
+    base = dict(candidates_per_group=2000, min_score=10, min_response_chars=1200, max_response_chars=4096)
     return SimpleNamespace(**(base | overrides))
 
 
@@ -81,7 +82,7 @@ def test_each_rule_drops_exactly_its_planted_answer(dump):
 
 def test_within_a_site_the_highest_scoring_questions_come_first_and_memory_is_bounded(dump):
     stats = SiteStats()
-    candidates = site_candidates(dump / "math.stackexchange.com", se_cfg(candidates_per_site=5), random.Random(0), BadRecordBudget(5), stats)
+    candidates = site_candidates(dump / "math.stackexchange.com", se_cfg(candidates_per_group=5), random.Random(0), BadRecordBudget(5), stats)
     assert [c.priority for c in candidates] == [100.0, 99.0, 98.0, 97.0, 96.0]
     assert stats.dropped["below the site's top questions"] > 0
 

@@ -258,24 +258,32 @@ class TrainAppConfig:
 @dataclass
 class SourceConfig:
     kind: str = MISSING
-    """Connector: stackexchange, handwritten (wikiHow, Reddit and Natural Instructions follow)."""
+    """Connector: stackexchange, wikihow, reddit, natural_instructions or handwritten."""
     path: Optional[str] = None
-    """Input: a Stack Exchange dump folder (one sub-folder per site with Posts.xml), or a file;
-    None skips the source with a warning, and the data card says so."""
+    """Input: a Stack Exchange dump folder (a sub-folder per site with Posts.xml), a wikiHow JSONL,
+    a folder of Reddit NDJSON (.zst too), a folder of Natural Instructions task JSON files, or a
+    hand-written JSONL. None skips the source with a warning, and the data card says so."""
     target: int = 0
     """Examples this source contributes to the output."""
     domain: Optional[str] = None
     """Stack Exchange only: `stem` or `other` sites (LIMA samples 200 from each)."""
     temperature: float = 3.0
-    """Stack Exchange only: site sampling temperature; p(site) ~ candidates^(1/temperature)."""
-    min_answer_score: int = 10
-    """Stack Exchange only: the top answer needs at least this score."""
-    min_answer_chars: int = 1200
-    """Answers shorter than this (after HTML -> Markdown) are dropped."""
-    max_answer_chars: int = 4096
-    """Answers longer than this are dropped."""
-    candidates_per_site: int = 2000
-    """Highest-scoring questions kept per site in the first pass; bounds memory whatever the dump size."""
+    """Group sampling temperature: p(group) ~ candidates^(1/temperature); groups are Stack
+    Exchange sites, wikiHow categories (.inf: uniform), subreddits."""
+    min_score: int = 10
+    """Stack Exchange answers and Reddit comments need at least this score."""
+    min_response_chars: int = 0
+    """Responses shorter than this (after HTML -> Markdown) are dropped."""
+    max_response_chars: Optional[int] = None
+    """Responses longer than this are dropped; None sets no limit."""
+    candidates_per_group: int = 2000
+    """Highest-scoring posts kept per site or subreddit in the first pass; bounds memory whatever
+    the dump size."""
+    drop_sections: list[str] = field(default_factory=lambda: [
+        "Related wikiHows", "References", "Sources and Citations", "Video", "Quick Summary"])
+    """wikiHow only: sections removed from the article body."""
+    subreddits: list[str] = field(default_factory=lambda: ["WritingPrompts"])
+    """Reddit only: subreddits whose top posts are used."""
 
 
 @dataclass

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from lima_recipes.curate.stackexchange import Candidate
+from lima_recipes.curate.candidates import Candidate
 from lima_recipes.data.records import ASSISTANT, USER, convert_records, read_jsonl
 
 

@@ -16,12 +16,13 @@ from lima_recipes.curate.budget import BadRecordBudget
 from lima_recipes.curate.decontaminate import eval_ngrams, overlaps
 from lima_recipes.curate.dedup import Deduplicator
 from lima_recipes.curate.handwritten import handwritten_candidates
-from lima_recipes.curate.stackexchange import Candidate, SiteStats, site_candidates, site_name, temperature_sample
+from lima_recipes.curate.candidates import Candidate, temperature_sample
+from lima_recipes.curate.stackexchange import SiteStats, site_candidates, site_name
 from lima_recipes.errors import ConfigError, DataFormatError
 
 log = logging.getLogger(__name__)
 
-CONNECTORS = ("stackexchange", "handwritten")
+CONNECTORS = ("stackexchange", "wikihow", "reddit", "natural_instructions", "handwritten")
 
 
 @dataclass
@@ -76,10 +77,19 @@ def candidates_for(name: str, src, cfg, rng: random.Random, budget: BadRecordBud
         return _stackexchange_groups(name, src, cfg, rng, budget, report)
     if src.kind == "handwritten":
         return {"handwritten": handwritten_candidates(src.path)}
-    raise ConfigError(
-        f"curate.sources.{name}.kind={src.kind}: no connector of that kind yet (available: {', '.join(CONNECTORS)}); "
-        f"leave curate.sources.{name}.path unset to skip it"
-    )
+    if src.kind == "wikihow":
+        from lima_recipes.curate.wikihow import wikihow_groups
+
+        return wikihow_groups(src.path, src, rng, budget, report.dropped)
+    if src.kind == "reddit":
+        from lima_recipes.curate.reddit import reddit_groups
+
+        return reddit_groups(src.path, src, rng, budget, report.dropped)
+    if src.kind == "natural_instructions":
+        from lima_recipes.curate.natural_instructions import natural_instructions_groups
+
+        return natural_instructions_groups(src.path, src, rng, budget, report.dropped)
+    raise ConfigError(f"curate.sources.{name}.kind={src.kind} is not one of {', '.join(CONNECTORS)}")
 
 
 def curate(cfg) -> dict:
@@ -87,6 +97,8 @@ def curate(cfg) -> dict:
     problems = [f"curate.sources.{n}.path={s.path}: no such file or folder" for n, s in cfg.sources.items()
                 if s.path is not None and not Path(s.path).exists()]
     problems += [f"curate.decontamination.eval_paths: {p}: no such file" for p in cfg.decontamination.eval_paths if not Path(p).is_file()]
+    problems += [f"curate.sources.{n}.kind={s.kind} is not one of {', '.join(CONNECTORS)}" for n, s in cfg.sources.items()
+                 if s.kind not in CONNECTORS]
     if problems:
         raise ConfigError(problems)
     rng = random.Random(cfg.seed)

@@ -36,10 +36,10 @@ def answer_score_too_low(score: int, minimum: int) -> str | None:
     return f"answer score below {minimum}" if score < minimum else None
 
 
-def answer_length_out_of_range(text: str, low: int, high: int) -> str | None:
+def answer_length_out_of_range(text: str, low: int, high: int | None) -> str | None:
     if len(text) < low:
         return f"answer shorter than {low} characters"
-    if len(text) > high:
+    if high is not None and len(text) > high:
         return f"answer longer than {high} characters"
     return None
 

@@ -4,7 +4,7 @@ The dump has one `<row .../>` per line in `<site>/Posts.xml`. Each row is parsed
 (lxml), so a malformed row is reported with file:line and skipped instead of ending the parse,
 as a syntax error would end iterparse. Two streaming passes per site:
 
-1. questions: keep the `candidates_per_site` highest-scoring ones whose title stands alone
+1. questions: keep the `candidates_per_group` highest-scoring ones whose title stands alone
    (a bounded heap, so memory does not grow with the dump);
 2. answers to those questions: HTML -> Markdown, LIMA's answer rules, best score per question.
 
@@ -24,24 +24,9 @@ from lxml import etree
 
 from lima_recipes.curate import rules
 from lima_recipes.curate.budget import BadRecordBudget
+from lima_recipes.curate.candidates import Candidate
 from lima_recipes.curate.markdown import html_to_markdown
 from lima_recipes.errors import DataFormatError
-
-
-@dataclass(frozen=True)
-class Candidate:
-    source: str
-    turns: tuple[str, ...]
-    """user, assistant, user, assistant... (one exchange for every raw source)."""
-    priority: float
-    """Higher is better inside its group (question score for Stack Exchange)."""
-    group: str
-    """Sampling unit inside the source (the site for Stack Exchange)."""
-    origin: str
-
-    @property
-    def text(self) -> str:
-        return "\n".join(self.turns)
 
 
 @dataclass
@@ -96,7 +81,7 @@ def site_candidates(folder: Path, cfg, rng: random.Random, budget: BadRecordBudg
             stats.dropped[reason] += 1
             continue
         item = (_int(row, "Score"), -_int(row, "Id"), {"id": row.get("Id"), "title": title, "body": row.get("Body", ""), "line": lineno})
-        if len(heap) < cfg.candidates_per_site:
+        if len(heap) < cfg.candidates_per_group:
             heapq.heappush(heap, item)
         elif item[:2] > heap[0][:2]:
             stats.dropped["below the site's top questions"] += 1
@@ -113,8 +98,8 @@ def site_candidates(folder: Path, cfg, rng: random.Random, budget: BadRecordBudg
         score = _int(row, "Score")
         text = html_to_markdown(row.get("Body", ""))
         reason = (
-            rules.answer_score_too_low(score, cfg.min_answer_score)
-            or rules.answer_length_out_of_range(text, cfg.min_answer_chars, cfg.max_answer_chars)
+            rules.answer_score_too_low(score, cfg.min_score)
+            or rules.answer_length_out_of_range(text, cfg.min_response_chars, cfg.max_response_chars)
             or rules.written_in_first_person(text)
             or rules.refers_to_other_answers(text)
         )
@@ -135,23 +120,3 @@ def site_candidates(folder: Path, cfg, rng: random.Random, budget: BadRecordBudg
     if len(questions) > len(best):
         stats.dropped["no answer passed the rules"] += len(questions) - len(best)
     return out
-
-
-def temperature_sample(by_group: dict[str, list[Candidate]], target: int, temperature: float,
-                       rng: random.Random, accept=lambda candidate: True) -> list[Candidate]:
-    """Draw `target` candidates, picking a group with p ~ size^(1/temperature) each time and taking
-    its best remaining candidate that `accept` allows: small sites are not drowned by large ones
-    (LIMA: tau = 3). Group sizes are the initial candidate counts, so the odds stay fixed."""
-    queues = {g: list(c) for g, c in sorted(by_group.items()) if c}
-    sizes = {g: len(c) for g, c in queues.items()}
-    chosen: list[Candidate] = []
-    while len(chosen) < target and queues:
-        groups = sorted(queues)
-        weights = [sizes[g] ** (1.0 / temperature) for g in groups]
-        group = rng.choices(groups, weights=weights)[0]
-        candidate = queues[group].pop(0)
-        if accept(candidate):
-            chosen.append(candidate)
-        if not queues[group]:
-            del queues[group]
-    return chosen
