@@ -202,3 +202,15 @@ def test_make_curate_output_trains_the_tiny_model(tmp_path, dump):
                             "data.max_length=512", f"run.output_root={tmp_path}/runs", f"data.cache_dir={tmp_path}/cache"], **env_args)
     assert train.returncode == 0, train.stderr[-2000:]
     assert list((tmp_path / "runs").rglob("COMPLETED"))
+
+
+def test_a_question_whose_top_answer_fails_is_dropped_not_answered_by_the_runner_up(tmp_path):
+    from curate_fixtures import write_site
+
+    write_site(tmp_path / "site", [{"title": "Why does the sabo index overflow at large sizes?", "score": 50, "answers": [
+        (40, answer_html(1, 2000, extra="I think the index is wrong.")),  # top answer, first person
+        (30, answer_html(2, 2000)),                                      # clean runner-up
+    ]}])
+    stats = SiteStats()
+    out = site_candidates(tmp_path / "site", se_cfg(), random.Random(0), BadRecordBudget(0), stats)
+    assert out == [] and stats.dropped["answer in the first person"] == 1

@@ -6,7 +6,8 @@ as a syntax error would end iterparse. Two streaming passes per site:
 
 1. questions: keep the `candidates_per_group` highest-scoring ones whose title stands alone
    (a bounded heap, so memory does not grow with the dump);
-2. answers to those questions: HTML -> Markdown, LIMA's answer rules, best score per question.
+2. answers to those questions: the top-scoring one per question, then HTML -> Markdown and
+   LIMA's answer rules on it (a question whose top answer fails is dropped, as in LIMA).
 
 The prompt is the title or the question body, chosen at random (seeded), as in LIMA.
 """
@@ -90,13 +91,20 @@ def site_candidates(folder: Path, cfg, rng: random.Random, budget: BadRecordBudg
             stats.dropped["below the site's top questions"] += 1
     questions = {q["id"]: (score, q) for score, _neg, q in heap}
 
-    best: dict[str, tuple[int, str, int]] = {}  # question id -> (answer score, markdown, line)
-    for lineno, row in iter_rows(posts, None):
+    # LIMA takes each question's top answer and then filters it: a question whose top answer
+    # fails a rule is dropped, not answered by its runner-up. Only the raw HTML of the current
+    # top answer is held, and only the final ones are converted to Markdown.
+    top: dict[str, tuple[int, str]] = {}
+    for _lineno, row in iter_rows(posts, None):
         if row.get("PostTypeId") != "2" or row.get("ParentId") not in questions:
             continue
         stats.answers += 1
-        score = _int(row, "Score")
-        text = html_to_markdown(row.get("Body", ""))
+        score, parent = _int(row, "Score"), row["ParentId"]
+        if parent not in top or score > top[parent][0]:
+            top[parent] = (score, row.get("Body", ""))
+    best: dict[str, tuple[int, str]] = {}
+    for parent, (score, html) in top.items():
+        text = html_to_markdown(html)
         reason = (
             rules.answer_score_too_low(score, cfg.min_score)
             or rules.answer_length_out_of_range(text, cfg.min_response_chars, cfg.max_response_chars)
@@ -105,10 +113,8 @@ def site_candidates(folder: Path, cfg, rng: random.Random, budget: BadRecordBudg
         )
         if reason:
             stats.dropped[reason] += 1
-            continue
-        parent = row["ParentId"]
-        if parent not in best or score > best[parent][0]:
-            best[parent] = (score, text, lineno)
+        else:
+            best[parent] = (score, text)
 
     out = []
     for qid in sorted(best, key=lambda q: (-questions[q][0], int(q))):
@@ -117,6 +123,6 @@ def site_candidates(folder: Path, cfg, rng: random.Random, budget: BadRecordBudg
         use_title = rng.random() < 0.5 or not body
         prompt = question["title"] if use_title else body
         out.append(Candidate("stackexchange", (prompt, best[qid][1]), float(score), site, f"{posts}:{question['line']}"))
-    if len(questions) > len(best):
-        stats.dropped["no answer passed the rules"] += len(questions) - len(best)
+    if len(questions) > len(top):
+        stats.dropped["question without answers"] += len(questions) - len(top)
     return out
