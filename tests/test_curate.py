@@ -214,3 +214,13 @@ def test_a_question_whose_top_answer_fails_is_dropped_not_answered_by_the_runner
     stats = SiteStats()
     out = site_candidates(tmp_path / "site", se_cfg(), random.Random(0), BadRecordBudget(0), stats)
     assert out == [] and stats.dropped["answer in the first person"] == 1
+
+
+def test_curating_with_no_inputs_at_all_is_an_error_not_an_empty_dataset(tmp_path):
+    from lima_recipes.config import compose
+    from lima_recipes.curate.pipeline import curate
+
+    cfg = compose([f"curate.output={tmp_path}/out/train.jsonl"], config_name="curate").curate
+    with pytest.raises(ConfigError, match=r"no source has an input: give curate.sources.<name>.path"):
+        curate(cfg)
+    assert not (tmp_path / "out").exists()

@@ -99,6 +99,9 @@ def curate(cfg) -> dict:
     problems += [f"curate.decontamination.eval_paths: {p}: no such file" for p in cfg.decontamination.eval_paths if not Path(p).is_file()]
     problems += [f"curate.sources.{n}.kind={s.kind} is not one of {', '.join(CONNECTORS)}" for n, s in cfg.sources.items()
                  if s.kind not in CONNECTORS]
+    if not problems and all(s.path is None for s in cfg.sources.values()):
+        names = ", ".join(cfg.sources)
+        problems.append(f"no source has an input: give curate.sources.<name>.path for at least one of {names}")
     if problems:
         raise ConfigError(problems)
     rng = random.Random(cfg.seed)

@@ -20,6 +20,7 @@ from pathlib import Path
 
 from lima_recipes.curate.budget import BadRecordBudget
 from lima_recipes.curate.candidates import Candidate
+from lima_recipes.curate.progress import track_bytes
 from lima_recipes.curate.rules import answer_length_out_of_range
 
 _TAG = re.compile(r"^\s*\[(WP|SP|EU|CW|TT|IP|PI|OT|RF|MP|FF|PM)\]\s*", re.IGNORECASE)
@@ -40,7 +41,8 @@ def open_lines(path: Path) -> Iterator[bytes]:
 
 
 def iter_records(path: Path, budget: BadRecordBudget | None) -> Iterator[tuple[int, dict]]:
-    for lineno, line in enumerate(open_lines(path), start=1):
+    lines = track_bytes(open_lines(path), path, "reddit", compressed=path.suffix == ".zst")
+    for lineno, line in enumerate(lines, start=1):
         if not line.strip():
             continue
         try:

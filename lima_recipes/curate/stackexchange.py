@@ -27,6 +27,7 @@ from lima_recipes.curate import rules
 from lima_recipes.curate.budget import BadRecordBudget
 from lima_recipes.curate.candidates import Candidate
 from lima_recipes.curate.markdown import html_to_markdown
+from lima_recipes.curate.progress import track_bytes
 from lima_recipes.errors import DataFormatError
 
 
@@ -45,7 +46,7 @@ def iter_rows(path: Path, budget: BadRecordBudget | None) -> Iterator[tuple[int,
     """Rows of a Posts.xml; malformed ones go to the budget (None: skipped silently, for a
     second pass over rows the first pass already reported)."""
     with path.open("rb") as handle:
-        for lineno, line in enumerate(handle, start=1):
+        for lineno, line in enumerate(track_bytes(handle, path, f"stackexchange {path.parent.name}"), start=1):
             text = line.strip()
             if not text.startswith(b"<row"):
                 continue

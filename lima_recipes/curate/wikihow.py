@@ -20,6 +20,7 @@ from pathlib import Path
 from lima_recipes.curate.budget import BadRecordBudget
 from lima_recipes.curate.candidates import Candidate
 from lima_recipes.curate.markdown import html_to_markdown
+from lima_recipes.curate.progress import track_bytes
 
 _HTML = re.compile(r"<(p|h\d|ul|ol|li|div|br|img|a)\b", re.IGNORECASE)
 _IMAGE = re.compile(r"!\[[^\]]*\]\([^)]*\)")
@@ -62,7 +63,7 @@ def wikihow_groups(path: str | Path, src, rng: random.Random, budget: BadRecordB
     path = Path(path)
     groups: dict[str, list[tuple[float, int, Candidate]]] = {}
     with path.open("rb") as handle:
-        for lineno, raw in enumerate(handle, start=1):
+        for lineno, raw in enumerate(track_bytes(handle, path, "wikihow"), start=1):
             if not raw.strip():
                 continue
             where = f"{path}:{lineno}"
