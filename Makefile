@@ -14,7 +14,7 @@ TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
 MAKE_SETTINGS := PYTHON VENV TORCH_VERSION TORCH_CPU_INDEX ARGS PYTEST_ARGS
 OVERRIDES := $(strip $(foreach v,$(.VARIABLES),$(if $(filter command line,$(origin $(v))),$(if $(filter $(v),$(MAKE_SETTINGS)),,'$(v)=$($(v))'))))
 
-.PHONY: help env train plan preview curate bench test test-fast tokenizer clean
+.PHONY: help env train plan preview curate generate bench test test-fast tokenizer clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -47,6 +47,9 @@ preview: env ## render examples with trained/masked tokens coloured, and length 
 
 curate: env ## curate raw source dumps into a LIMA-style training set + data card
 	$(PY) recipes/curate.py $(OVERRIDES) $(ARGS)
+
+generate: env ## responses with LIMA decoding: make generate run=<run dir> prompts=sample|lima_test|jsonl
+	$(PY) recipes/generate.py $(OVERRIDES) $(ARGS)
 
 bench: env ## measured figures (curation MB/s, memory at 1x vs 4x input) -> outputs/bench/*.json
 	$(PY) recipes/bench.py $(ARGS)

@@ -330,6 +330,39 @@ class CurateAppConfig:
     curate: CurateConfig = MISSING
 
 
+@dataclass
+class PromptsConfig:
+    name: str = MISSING
+    """Preset name; names the generations file."""
+    path: Optional[str] = None
+    """Local JSONL of prompts (`prompt`, or `conversations` whose user turns are taken); wins over hub_id."""
+    hub_id: Optional[str] = None
+    """Hugging Face dataset of prompts (GAIR/lima's `test` split holds 300)."""
+    split: str = "test"
+    """Split of the hub dataset."""
+    max_prompts: Optional[int] = None
+    """Generate for the first N prompts only."""
+
+
+@dataclass
+class GenerateAppConfig:
+    """Root config of recipes/generate.py."""
+
+    defaults: list[Any] = field(default_factory=list)
+    run: str = MISSING
+    """A run directory (its export/ is used) or an export directory."""
+    prompts: PromptsConfig = MISSING
+    generation: GenerationConfig = field(default_factory=GenerationConfig)
+    num_samples: int = 1
+    """Responses per prompt."""
+    batch_size: int = 8
+    """Prompts per generate() call (left-padded; similar lengths are batched together)."""
+    seed: int = 1234
+    """Sampling seed; each batch is seeded from it and the batch's first prompt index."""
+    output: Optional[str] = None
+    """JSONL written; None: <run>/generations/<prompts.name>.jsonl (metrics beside it)."""
+
+
 GROUP_SCHEMAS = {
     "model": ModelConfig,
     "data": DataConfig,
@@ -347,5 +380,7 @@ def register_configs() -> None:
     cs.store(name="train_schema", node=TrainAppConfig)
     cs.store(name="curate_schema", node=CurateAppConfig)
     cs.store(group="curate", name="schema", node=CurateConfig)
+    cs.store(name="generate_schema", node=GenerateAppConfig)
+    cs.store(group="prompts", name="schema", node=PromptsConfig)
     for group, schema in GROUP_SCHEMAS.items():
         cs.store(group=group, name="schema", node=schema)

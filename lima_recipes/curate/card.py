@@ -80,7 +80,7 @@ def histogram_png(card: dict, path: Path) -> None:
 
 
 def write_card(card: dict, output: Path) -> None:
-    from lima_recipes.curate.pipeline import write_atomically
+    from lima_recipes.io import write_atomically
 
     folder = Path(output).parent
     write_atomically(folder / "data_card.json", json.dumps(card, indent=2, ensure_ascii=False))

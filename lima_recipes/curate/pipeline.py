@@ -5,9 +5,7 @@ from __future__ import annotations
 
 import json
 import logging
-import os
 import random
-import tempfile
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +17,7 @@ from lima_recipes.curate.handwritten import handwritten_candidates
 from lima_recipes.curate.candidates import Candidate, temperature_sample
 from lima_recipes.curate.stackexchange import SiteStats, site_candidates, site_name
 from lima_recipes.errors import ConfigError, DataFormatError
+from lima_recipes.io import write_atomically
 
 log = logging.getLogger(__name__)
 
@@ -35,24 +34,6 @@ class SourceReport:
     dropped: Counter = field(default_factory=Counter)
     groups: Counter = field(default_factory=Counter)
     skipped: str | None = None
-
-
-def write_atomically(path: Path, text: str) -> None:
-    """Readers see the old file or the new one, never a half-written one."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as handle:
-            handle.write(text)
-            handle.flush()
-            os.fsync(handle.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a dataset is an ordinary file
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _stackexchange_groups(name: str, src, cfg, rng: random.Random, budget: BadRecordBudget,

@@ -1,0 +1,1 @@
+"""Evaluation: generation with LIMA decoding, automatic metrics (judges and reports follow)."""

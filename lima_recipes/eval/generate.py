@@ -1,0 +1,104 @@
+"""Generate responses with LIMA's decoding from an exported model, batched, N samples per prompt.
+
+Prompts are rendered with the export's own chat template (the one it was trained with), left
+padded, and batched by length. Each batch is seeded from the run seed and its first prompt's
+index, so a re-run reproduces every response.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from rich.progress import Progress
+
+from lima_recipes.errors import WeightsNotFoundError
+from lima_recipes.eval.prompts import Prompt
+
+
+def resolve_export(run: str | Path) -> Path:
+    """A run directory's export/, or an export directory itself."""
+    run = Path(run)
+    for candidate in (run / "export", run):
+        if (candidate / "config.json").is_file():
+            return candidate
+    raise WeightsNotFoundError(f"run={run}: neither it nor its export/ holds a model (config.json); pass a run or export directory")
+
+
+@dataclass
+class Generation:
+    id: str
+    prompt: str
+    response: str
+    sample: int
+    model: str
+    decoding: dict
+    seed: int
+    prompt_tokens: int
+    response_tokens: int
+    stopped_at_eot: bool
+    """The response ended with the end-of-turn token rather than at max_new_tokens."""
+
+
+def decoding_settings(generation_cfg) -> dict:
+    return {
+        "do_sample": generation_cfg.do_sample,
+        "top_p": generation_cfg.top_p,
+        "temperature": generation_cfg.temperature,
+        "repetition_penalty": generation_cfg.repetition_penalty,
+        "max_new_tokens": generation_cfg.max_new_tokens,
+    }
+
+
+def load_for_generation(export_dir: Path):
+    from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
+
+    tokenizer = AutoTokenizer.from_pretrained(export_dir)
+    tokenizer.padding_side = "left"  # generation continues from the right end of every row
+    model = AutoModelForCausalLM.from_pretrained(export_dir).eval()
+    eos = GenerationConfig.from_pretrained(export_dir).eos_token_id
+    return model, tokenizer, eos
+
+
+def generate(prompts: list[Prompt], model, tokenizer, eos_token_id, generation_cfg, num_samples: int = 1,
+             batch_size: int = 8, seed: int = 1234, model_name: str = "") -> list[Generation]:
+    decoding = decoding_settings(generation_cfg)
+    texts = [tokenizer.apply_chat_template(list(p.messages), tokenize=False, add_generation_prompt=True) for p in prompts]
+    lengths = [len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts]
+    order = sorted(range(len(prompts)), key=lambda i: (-lengths[i], i))
+    eos_ids = set(eos_token_id if isinstance(eos_token_id, list) else [eos_token_id])
+    results: dict[int, list[Generation]] = {}
+    with Progress(transient=True, disable=not sys.stderr.isatty()) as progress:
+        task = progress.add_task("generating", total=len(prompts))
+        for start in range(0, len(order), batch_size):
+            batch = order[start : start + batch_size]
+            encoded = tokenizer([texts[i] for i in batch], return_tensors="pt", padding=True, add_special_tokens=False)
+            torch.manual_seed(seed * 100_003 + batch[0])
+            with torch.no_grad():
+                output = model.generate(
+                    **encoded, **decoding, num_return_sequences=num_samples,
+                    eos_token_id=eos_token_id, pad_token_id=tokenizer.pad_token_id,
+                )
+            new_tokens = output[:, encoded["input_ids"].shape[1]:]
+            for row, tokens in enumerate(new_tokens):
+                index = batch[row // num_samples]
+                tokens = tokens.tolist()
+                cut = next((k for k, t in enumerate(tokens) if t in eos_ids), None)
+                body = tokens if cut is None else tokens[:cut]
+                results.setdefault(index, []).append(Generation(
+                    id=prompts[index].id, prompt=prompts[index].text,
+                    response=tokenizer.decode(body, skip_special_tokens=True).strip(),
+                    sample=row % num_samples, model=model_name, decoding=decoding, seed=seed,
+                    prompt_tokens=lengths[index], response_tokens=len(body), stopped_at_eot=cut is not None,
+                ))
+            progress.advance(task, len(batch))
+    return [g for i in range(len(prompts)) for g in results[i]]
+
+
+def write_generations(generations: list[Generation], path: Path) -> None:
+    from lima_recipes.io import write_atomically
+
+    write_atomically(path, "".join(json.dumps(asdict(g), ensure_ascii=False) + "\n" for g in generations))
