@@ -47,11 +47,12 @@ def write_site(folder: Path, questions: list[dict], malformed_line: bool = False
     """questions: dicts with title, score, body and answers [(score, html)]."""
     folder.mkdir(parents=True, exist_ok=True)
     lines = ['<?xml version="1.0" encoding="utf-8"?>\n', "<posts>\n"]
+    site_seed = sum(map(ord, folder.name)) * 1000  # question bodies differ between sites
     next_id = 1
     for q in questions:
         qid = next_id
         next_id += 1
-        lines.append(row(Id=qid, PostTypeId=1, Score=q["score"], Title=q["title"], Body=q.get("body", f"<p>{prose(qid * 7, 200)}</p>"), Tags="<fixture>"))
+        lines.append(row(Id=qid, PostTypeId=1, Score=q["score"], Title=q["title"], Body=q.get("body", f"<p>{prose(site_seed + qid * 7, 200)}</p>"), Tags="<fixture>"))
         for score, html in q["answers"]:
             lines.append(row(Id=next_id, PostTypeId=2, ParentId=qid, Score=score, Body=html))
             next_id += 1
@@ -62,8 +63,9 @@ def write_site(folder: Path, questions: list[dict], malformed_line: bool = False
 
 
 def good_question(seed: int, score: int) -> dict:
+    """The runner-up answer comes first in the file (dumps are in Id order, not score order)."""
     return {"title": f"Why does the kalo process number {seed} converge so slowly?", "score": score,
-            "answers": [(15 + seed % 7, answer_html(seed, 2000)), (11, answer_html(seed + 1000, 1800))]}
+            "answers": [(11, answer_html(seed + 1000, 1800)), (15 + seed % 7, answer_html(seed, 2000))]}
 
 
 def write_stackexchange_dump(root: Path, big_site_questions: int = 30) -> Path:
@@ -129,9 +131,9 @@ def write_reddit(folder: Path, compress: bool = False) -> Path:
     subs, comments = [], []
     for i in range(6):
         subs.append({"id": f"wp{i}", "subreddit": "WritingPrompts", "title": f"[WP] A tolvor wakes up in city {i}", "selftext": "", "score": 1000 - i})
-        comments += [
-            {"id": f"c{i}a", "parent_id": f"t3_wp{i}", "body": prose(800 + i, 900), "score": 500 - i, "author": "writer"},
+        comments += [  # the weaker comment first: the top one must win on score, not position
             {"id": f"c{i}b", "parent_id": f"t3_wp{i}", "body": prose(850 + i, 900), "score": 20, "author": "writer2"},
+            {"id": f"c{i}a", "parent_id": f"t3_wp{i}", "body": prose(800 + i, 900), "score": 500 - i, "author": "writer"},
         ]
     comments += [
         {"id": "d1", "parent_id": "t3_wp0", "body": "[deleted]", "score": 9999, "author": "[deleted]"},
@@ -141,7 +143,8 @@ def write_reddit(folder: Path, compress: bool = False) -> Path:
     ]
     subs.append({"id": "x1", "subreddit": "pics", "title": "not a prompt", "selftext": "", "score": 99999})
     subs.append({"id": "wpgone", "subreddit": "WritingPrompts", "title": "[removed]", "selftext": "", "score": 5000})
-    for name, records in (("RS_submissions.jsonl", subs), ("RC_comments.jsonl", comments)):
+    subs.append(dict(subs[0]))  # the same post twice, as overlapping monthly dumps have it
+    for name, records in (("RS_2023-01.jsonl", subs), ("RC_2023-01.jsonl", comments)):
         data = ("".join(json.dumps(r) + "\n" for r in records) + "{broken json\n").encode()
         if compress:
             import zstandard

@@ -75,8 +75,10 @@ def test_each_rule_drops_exactly_its_planted_answer(dump):
     assert len(candidates) == 30  # only the 30 clean questions survive
     responses = " ".join(c.turns[1] for c in candidates)
     assert "In my experience" not in responses and "other answers" not in responses
-    # the top answer is taken: each clean question has a 15+ and an 11 answer
-    assert all("value_" in c.turns[1] for c in candidates)
+    # the top answer is taken (written after its runner-up): its code names value_<seed>, seed < 1000
+    import re
+
+    assert all(int(re.search(r"value_(\d+) =", c.turns[1]).group(1)) < 1000 for c in candidates)
     assert budget.count == 1 and "Posts.xml:" in budget.examples[0] and "malformed XML row" in budget.examples[0]
 
 

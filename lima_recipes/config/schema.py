@@ -313,7 +313,9 @@ class CurateConfig:
     error_budget: int = 100
     """Malformed records skipped (and reported with file:line) before curation stops."""
     stem_sites: list[str] = field(default_factory=list)
-    """Stack Exchange sites counted as STEM (folder names without `.stackexchange.com`)."""
+    """Stack Exchange sites counted as STEM (folder names without `.stackexchange.com` / `.net`)."""
+    exclude_sites: list[str] = field(default_factory=list)
+    """Stack Exchange sites left out (e.g. the non-English ones); meta sites are always left out."""
     sources: dict[str, SourceConfig] = field(default_factory=dict)
     """Per-source connectors, inputs and target counts, in the order they are curated."""
     dedup: DedupConfig = field(default_factory=DedupConfig)

@@ -16,6 +16,8 @@ class Candidate:
     group: str
     """Sampling unit inside the source (the site for Stack Exchange)."""
     origin: str
+    system: str | None = None
+    """A system message (hand-written examples may carry one)."""
 
     @property
     def text(self) -> str:
@@ -23,12 +25,14 @@ class Candidate:
 
 
 def temperature_sample(by_group: dict[str, list[Candidate]], target: int, temperature: float,
-                       rng: random.Random, accept=lambda candidate: True) -> list[Candidate]:
+                       rng: random.Random, accept=lambda candidate: True,
+                       sizes: dict[str, int] | None = None) -> list[Candidate]:
     """Draw `target` candidates, picking a group with p ~ size^(1/temperature) each time and taking
     its best remaining candidate that `accept` allows: small sites are not drowned by large ones
-    (LIMA: tau = 3). Group sizes are the initial candidate counts, so the odds stay fixed."""
+    (LIMA: tau = 3). `sizes` are the groups' real sizes (a site's question count, not its
+    capped candidate list); by default the candidate counts. The odds stay fixed while drawing."""
     queues = {g: list(c) for g, c in sorted(by_group.items()) if c}
-    sizes = {g: len(c) for g, c in queues.items()}
+    sizes = {g: (sizes or {}).get(g, len(c)) for g, c in queues.items()}
     chosen: list[Candidate] = []
     while len(chosen) < target and queues:
         groups = sorted(queues)

@@ -28,7 +28,7 @@ def length_stats(rows: list[dict]) -> dict[str, dict]:
     tokenizer = AutoTokenizer.from_pretrained(asset_path("tiny_tokenizer"))
     by_source: dict[str, dict[str, list[int]]] = defaultdict(lambda: defaultdict(list))
     for row in rows:
-        turns = row["conversations"]
+        turns = row.get("conversations") or [m["content"] for m in row["messages"] if m["role"] != "system"]
         prompt, response = "\n".join(turns[0::2]), "\n".join(turns[1::2])
         stats = by_source[row["source"]]
         stats["prompt_chars"].append(len(prompt))
@@ -75,8 +75,10 @@ def histogram_png(card: dict, path: Path) -> None:
     ax.set_title(f"{card['name']}: response lengths by source")
     ax.legend()
     fig.tight_layout()
-    fig.savefig(path, dpi=100)
+    tmp = path.with_name(f".{path.name}.tmp.png")
+    fig.savefig(tmp, dpi=100)
     plt.close(fig)
+    tmp.replace(path)
 
 
 def write_card(card: dict, output: Path) -> None:

@@ -48,8 +48,11 @@ class Deduplicator:
             reason = "exact duplicate"
         elif prompt_digest in self.prompts:
             reason = "duplicate prompt"
+        # Short answers ("Yes", "positive") look alike whatever the question: judge those on the
+        # whole example, long ones on the response alone.
+        basis = response if len(words(response)) >= 50 else prompt + "\n" + response
         signature = MinHash(num_perm=self.num_perm, seed=1)
-        for shingle in shingles(response):
+        for shingle in shingles(basis):
             signature.update(shingle.encode())
         if reason is None and self.lsh.query(signature):
             reason = "near duplicate"

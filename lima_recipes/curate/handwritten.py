@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from lima_recipes.curate.candidates import Candidate
-from lima_recipes.data.records import ASSISTANT, USER, convert_records, read_jsonl
+from lima_recipes.data.records import ASSISTANT, SYSTEM, USER, convert_records, read_jsonl
 
 
 def handwritten_candidates(path: str) -> list[Candidate]:
@@ -11,5 +11,6 @@ def handwritten_candidates(path: str) -> list[Candidate]:
     out = []
     for rank, conv in enumerate(convert_records(pairs)):
         turns = tuple(m.content for m in conv.messages if m.role in (USER, ASSISTANT))
-        out.append(Candidate("handwritten", turns, -float(rank), "handwritten", conv.origin))
+        system = next((m.content for m in conv.messages if m.role == SYSTEM), None)
+        out.append(Candidate("handwritten", turns, -float(rank), "handwritten", conv.origin, system))
     return out

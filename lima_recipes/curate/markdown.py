@@ -5,11 +5,22 @@ from __future__ import annotations
 
 import re
 
-from markdownify import markdownify
+from markdownify import MarkdownConverter
 
 _BLANK_RUNS = re.compile(r"\n{3,}")
+_URL = re.compile(r"^\s*(https?://|www\.)\S*\s*$")
+
+
+class _LimaConverter(MarkdownConverter):
+    def convert_a(self, el, text, *args, **kwargs):
+        # Keep a link's words, never its address: auto-linked URLs ("https://...") vanish.
+        return "" if _URL.match(text or "") else text
+
+    def convert_img(self, el, text, *args, **kwargs):
+        return ""
 
 
 def html_to_markdown(html: str) -> str:
-    text = markdownify(html, heading_style="ATX", bullets="-", strip=["a", "img"])
-    return _BLANK_RUNS.sub("\n\n", text).strip()
+    # No escaping of _ and *: a model trained on `my\_var` learns to write backslashes.
+    converter = _LimaConverter(heading_style="ATX", bullets="-", escape_underscores=False, escape_asterisks=False)
+    return _BLANK_RUNS.sub("\n\n", converter.convert(html)).strip()

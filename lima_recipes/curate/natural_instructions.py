@@ -15,6 +15,7 @@ from pathlib import Path
 
 from lima_recipes.curate.budget import BadRecordBudget
 from lima_recipes.curate.candidates import Candidate
+from lima_recipes.errors import DataFormatError
 
 
 def task_example(task: dict, rng: random.Random) -> tuple[str, str] | None:
@@ -32,6 +33,9 @@ def natural_instructions_groups(folder: str | Path, src, rng: random.Random, bud
                                 dropped: Counter) -> dict[str, list[Candidate]]:
     folder = Path(folder)
     files = sorted(folder.glob("*.json")) if folder.is_dir() else [folder]
+    if not files:
+        hint = " (point at the repository's tasks/ folder)" if (folder / "tasks").is_dir() else ""
+        raise DataFormatError(f"{folder}: no task .json files{hint}")
     # Sample the tasks first (seeded), then read only as many files as the target needs, with
     # room for examples that deduplication or decontamination will refuse.
     order = rng.sample(files, len(files))

@@ -22,6 +22,7 @@ from lima_recipes.curate.budget import BadRecordBudget
 from lima_recipes.curate.candidates import Candidate
 from lima_recipes.curate.progress import track_bytes
 from lima_recipes.curate.rules import answer_length_out_of_range
+from lima_recipes.errors import DataFormatError
 
 _TAG = re.compile(r"^\s*\[(WP|SP|EU|CW|TT|IP|PI|OT|RF|MP|FF|PM)\]\s*", re.IGNORECASE)
 _GONE = {"[deleted]", "[removed]", ""}
@@ -56,8 +57,10 @@ def iter_records(path: Path, budget: BadRecordBudget | None) -> Iterator[tuple[i
         yield lineno, record
 
 
-def _files(folder: Path, word: str) -> list[Path]:
-    return sorted(p for p in folder.iterdir() if p.is_file() and word in p.name.lower())
+def _files(folder: Path, kind: str) -> list[Path]:
+    """Submission (`RS_2023-01.zst`, `*submissions*`) or comment (`RC_...`, `*comments*`) files."""
+    prefix, word = ("rs_", "submission") if kind == "submission" else ("rc_", "comment")
+    return sorted(p for p in folder.iterdir() if p.is_file() and (p.name.lower().startswith(prefix) or word in p.name.lower()))
 
 
 def _score(record: dict) -> int:
@@ -78,7 +81,11 @@ def reddit_groups(folder: str | Path, src, rng: random.Random, budget: BadRecord
     folder = Path(folder)
     subreddits = {s.lower() for s in src.subreddits}
     heaps: dict[str, list] = {}
-    for path in _files(folder, "submission"):
+    seen: set[str] = set()
+    files = _files(folder, "submission")
+    if not files or not _files(folder, "comment"):
+        raise DataFormatError(f"{folder}: needs submission files (RS_*, *submissions*) and comment files (RC_*, *comments*)")
+    for file_index, path in enumerate(files):
         for lineno, post in iter_records(path, budget):
             sub = str(post.get("subreddit", "")).lower()
             if sub not in subreddits:
@@ -86,15 +93,21 @@ def reddit_groups(folder: str | Path, src, rng: random.Random, budget: BadRecord
             if post.get("over_18") or str(post.get("title", "")).strip() in _GONE:
                 dropped["submission removed, empty or NSFW"] += 1
                 continue
-            item = (_score(post), str(post.get("id")), {"id": str(post.get("id")), "prompt": prompt_text(post),
-                                                       "sub": post.get("subreddit"), "where": f"{path}:{lineno}"})
+            post_id = str(post.get("id"))
+            if post_id in seen:
+                dropped["repeated submission id"] += 1
+                continue  # overlapping dump files
+            seen.add(post_id)
+            # (score, id, file, line, ...): unique keys, so heapq never compares the dicts
+            item = (_score(post), post_id, file_index, lineno, {"id": post_id, "prompt": prompt_text(post),
+                                                                "sub": post.get("subreddit"), "where": f"{path}:{lineno}"})
             heap = heaps.setdefault(sub, [])
             if len(heap) < src.candidates_per_group:
                 heapq.heappush(heap, item)
             else:
                 dropped["below the subreddit's top posts"] += 1
                 heapq.heappushpop(heap, item)
-    posts = {f"t3_{item[2]['id']}": (item[0], item[2]) for heap in heaps.values() for item in heap}
+    posts = {f"t3_{item[-1]['id']}": (item[0], item[-1]) for heap in heaps.values() for item in heap}
 
     best: dict[str, tuple[int, str]] = {}
     for path in _files(folder, "comment"):

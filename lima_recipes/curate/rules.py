@@ -5,8 +5,12 @@ from __future__ import annotations
 
 import re
 
-# "I", "my", "me": LIMA drops answers written in the first person.
-_FIRST_PERSON = re.compile(r"(?<![\w`])(I|I'm|I've|I'd|I'll|[Mm]y|[Mm]e|[Mm]ine|[Mm]yself)(?![\w`])")
+# "I", "my", "me": LIMA drops answers written in the first person. Not "I/O", and not the Roman
+# numeral in "Type I error" or "Part I".
+_FIRST_PERSON = re.compile(
+    r"(?<![\w`/])(?<!Type )(?<!type )(?<!Part )(?<!part )(?<!Phase )(?<!Class )(?<!Stage )"
+    r"(I|I'm|I've|I'd|I'll|[Mm]y|[Mm]e|[Mm]ine|[Mm]yself)(?![\w`/])"
+)
 _OTHER_ANSWERS = re.compile(
     r"\b(other answers?|another answer|answers? (?:above|below)|(?:previous|accepted|top|above) answer|"
     r"as (?:\w+ ){0,2}(?:mentioned|said|noted|pointed out) (?:above|earlier|before|by)|"
@@ -14,7 +18,11 @@ _OTHER_ANSWERS = re.compile(
     re.IGNORECASE,
 )
 # A title that points elsewhere ("this code", "the following", "see above") needs its body.
-_DEICTIC = re.compile(r"\b(this|these|that code|the following|below|above|attached|here is|here's)\b", re.IGNORECASE)
+_DEICTIC = re.compile(
+    r"\b(this|these|that code|the following|(?:code|error|output|example|image|picture) (?:below|above)|"
+    r"see (?:below|above)|attached|here is|here's)\b",
+    re.IGNORECASE,
+)
 _FENCE = re.compile(r"```.*?```|`[^`]*`", re.DOTALL)
 
 
@@ -25,7 +33,7 @@ def prose(markdown: str) -> str:
 
 def title_not_self_contained(title: str) -> str | None:
     words = title.split()
-    if len(words) < 4:
+    if len(words) < 3:
         return "title too short to stand alone"
     if _DEICTIC.search(title):
         return "title refers to its body"

@@ -39,7 +39,17 @@ class SiteStats:
 
 
 def site_name(folder: Path) -> str:
-    return folder.name.removesuffix(".stackexchange.com").removesuffix(".com")
+    """`math.stackexchange.com` -> `math`, `mathoverflow.net` -> `mathoverflow`."""
+    name = folder.name
+    for suffix in (".stackexchange.com", ".com", ".net"):
+        name = name.removesuffix(suffix)
+    return name
+
+
+def is_meta_site(folder: Path) -> bool:
+    """Meta sites discuss the site itself, not the topic; LIMA's sources are the main sites."""
+    parts = folder.name.split(".")
+    return "meta" in parts
 
 
 def iter_rows(path: Path, budget: BadRecordBudget | None) -> Iterator[tuple[int, dict[str, str]]]:
@@ -72,8 +82,12 @@ def site_candidates(folder: Path, cfg, rng: random.Random, budget: BadRecordBudg
         raise DataFormatError(f"{posts}: no Posts.xml in this site folder (expected the Stack Exchange dump layout)")
     site = site_name(folder)
 
-    heap: list[tuple[int, int, dict]] = []  # (score, -id, question) min-heap of the best questions
+    # (score, -id, line, question): the line number makes every key unique, so a duplicated Id
+    # never falls through to comparing the dicts.
+    heap: list[tuple[int, int, int, dict]] = []
+    rows = 0
     for lineno, row in iter_rows(posts, budget):
+        rows += 1
         if row.get("PostTypeId") != "1":
             continue
         stats.questions += 1
@@ -82,15 +96,15 @@ def site_candidates(folder: Path, cfg, rng: random.Random, budget: BadRecordBudg
         if reason:
             stats.dropped[reason] += 1
             continue
-        item = (_int(row, "Score"), -_int(row, "Id"), {"id": row.get("Id"), "title": title, "body": row.get("Body", ""), "line": lineno})
+        item = (_int(row, "Score"), -_int(row, "Id"), lineno, {"id": row.get("Id"), "title": title, "body": row.get("Body", ""), "line": lineno})
         if len(heap) < cfg.candidates_per_group:
             heapq.heappush(heap, item)
-        elif item[:2] > heap[0][:2]:
-            stats.dropped["below the site's top questions"] += 1
-            heapq.heapreplace(heap, item)
         else:
             stats.dropped["below the site's top questions"] += 1
-    questions = {q["id"]: (score, q) for score, _neg, q in heap}
+            heapq.heappushpop(heap, item)
+    if rows == 0 and posts.stat().st_size > 0:
+        raise DataFormatError(f"{posts}: no <row .../> lines found (the dump format has one post per line)")
+    questions = {q["id"]: (score, q) for score, _neg, _line, q in heap}
 
     # LIMA takes each question's top answer and then filters it: a question whose top answer
     # fails a rule is dropped, not answered by its runner-up. Only the raw HTML of the current

@@ -21,6 +21,7 @@ from lima_recipes.curate.budget import BadRecordBudget
 from lima_recipes.curate.candidates import Candidate
 from lima_recipes.curate.markdown import html_to_markdown
 from lima_recipes.curate.progress import track_bytes
+from lima_recipes.errors import DataFormatError
 
 _HTML = re.compile(r"<(p|h\d|ul|ol|li|div|br|img|a)\b", re.IGNORECASE)
 _IMAGE = re.compile(r"!\[[^\]]*\]\([^)]*\)")
@@ -51,6 +52,15 @@ def clean_article(text: str, drop_sections: list[str]) -> str:
     return _THIS_ARTICLE.sub("The following answer", body)
 
 
+def top_category(category) -> str:
+    """LIMA balances wikiHow's top-level categories: a path ("Home and Garden » Cleaning") or a
+    list (["Home and Garden", "Cleaning"]) is reduced to its first element."""
+    if isinstance(category, list):
+        category = category[0] if category else ""
+    category = re.split(r"\s*(?:»|>|/|\|)\s*", str(category or "").strip())[0]
+    return category or "uncategorised"
+
+
 def how_to_prompt(title: str) -> str:
     title = title.strip().rstrip("?.")
     if not title.lower().startswith("how to "):
@@ -69,7 +79,7 @@ def wikihow_groups(path: str | Path, src, rng: random.Random, budget: BadRecordB
             where = f"{path}:{lineno}"
             try:
                 record = json.loads(raw.decode("utf-8"))
-                title, category, text = record["title"], record.get("category") or "uncategorised", record["text"]
+                title, category, text = record["title"], top_category(record.get("category")), record["text"]
                 if not isinstance(title, str) or not isinstance(text, str):
                     raise TypeError("'title' and 'text' must be strings")
             except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as err:
@@ -91,4 +101,6 @@ def wikihow_groups(path: str | Path, src, rng: random.Random, budget: BadRecordB
             else:
                 dropped["beyond the category's sample"] += 1
                 heapq.heappushpop(heap, (candidate.priority, lineno, candidate))
+    if not groups and not dropped and path.stat().st_size > 0:
+        raise DataFormatError(f"{path}: no wikiHow articles read (expected JSONL of title, category, text)")
     return {cat: [c for _p, _l, c in sorted(heap, reverse=True)] for cat, heap in sorted(groups.items())}
