@@ -15,6 +15,7 @@ from pathlib import Path
 
 from lima_recipes.curate.budget import BadRecordBudget
 from lima_recipes.curate.candidates import Candidate
+from lima_recipes.curate.progress import track_items
 from lima_recipes.errors import DataFormatError
 
 
@@ -40,7 +41,7 @@ def natural_instructions_groups(folder: str | Path, src, rng: random.Random, bud
     # room for examples that deduplication or decontamination will refuse.
     order = rng.sample(files, len(files))
     out: list[Candidate] = []
-    for path in order:
+    for path in track_items(order, "natural instructions tasks"):
         if len(out) >= 2 * src.target:
             break
         try:

@@ -28,3 +28,13 @@ def track_bytes(lines: Iterable[bytes], path: Path, description: str, compressed
         progress.advance(task, pending)
 
 
+
+
+def track_items(items: list, description: str) -> Iterator:
+    """Yield `items` unchanged while a bar counts them (for inputs read a whole file at a time)."""
+    console = Console(stderr=True)
+    with Progress(console=console, transient=True, disable=not console.is_terminal) as progress:
+        task = progress.add_task(description, total=len(items))
+        for item in items:
+            yield item
+            progress.advance(task)
