@@ -118,3 +118,10 @@ def test_wandb_logger_is_offline_without_an_api_key(compose_cfg, tmp_path, monke
     assert wandb_logger._offline is True
     assert wandb_logger._wandb_init["group"] == "lima7b" and wandb_logger._wandb_init["id"] == "abc123"
     assert [type(x) for x in build_loggers(compose_cfg("logger=csv"), tmp_path, "x")] == [CSVLogger]
+
+
+def test_misspelt_nested_keys_of_other_apps_get_suggestions_too():
+    from lima_recipes.config.compose import suggest_key
+
+    assert suggest_key("curate.sources.wikihow.pth") == "curate.sources.wikihow.path"
+    assert suggest_key("generation.top_pp") == "generation.top_p"

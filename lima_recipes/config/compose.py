@@ -6,6 +6,7 @@ import difflib
 import re
 from dataclasses import fields, is_dataclass
 from pathlib import Path
+from typing import Union, get_args, get_origin, get_type_hints
 
 from hydra import compose as hydra_compose
 from hydra import initialize_config_dir
@@ -14,7 +15,7 @@ from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
 from lima_recipes.config.resolvers import register_resolvers
-from lima_recipes.config.schema import GROUP_SCHEMAS, TrainAppConfig, register_configs
+from lima_recipes.config.schema import CurateAppConfig, GenerateAppConfig, TrainAppConfig, register_configs
 from lima_recipes.errors import ConfigError
 
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
@@ -41,19 +42,33 @@ def compose(overrides: list[str] | tuple[str, ...] = (), config_name: str = "tra
         raise ConfigError(explain_compose_error(err)) from None
 
 
+ROOT_SCHEMAS = (TrainAppConfig, CurateAppConfig, GenerateAppConfig)
+
+
 def _schema_fields(full_key: str) -> list[str]:
-    """Valid field names at the level of `full_key` (e.g. trainer.max_epoch -> TrainerConfig)."""
-    parts = full_key.split(".")
-    schema = TrainAppConfig if len(parts) == 1 else GROUP_SCHEMAS.get(parts[0])
-    if len(parts) > 2 and schema is not None:
-        for part in parts[1:-1]:
-            sub = {f.name: f for f in fields(schema)}.get(part)
-            schema = sub.default_factory if sub is not None and callable(getattr(sub, "default_factory", None)) else None
-            if schema is None or not is_dataclass(schema):
-                return []
-    if schema is None or not is_dataclass(schema):
-        return []
-    return [f.name for f in fields(schema) if f.name != "defaults"]
+    """Valid field names at the level of `full_key`, found by walking the schema types from the
+    roots (trainer.max_epoch -> TrainerConfig; curate.sources.wikihow.pth -> SourceConfig, the
+    `wikihow` level being a dict key)."""
+    parents = full_key.split(".")[:-1]
+    candidates: list[str] = []
+    for root in ROOT_SCHEMAS:
+        schema = root
+        for part in parents:
+            if get_origin(schema) is dict:  # dict[str, Schema]: any key, then the value schema
+                schema = get_args(schema)[1]
+                continue
+            hints = get_type_hints(schema) if is_dataclass(schema) else {}
+            schema = _unwrap_optional(hints.get(part))
+            if schema is None:
+                break
+        if is_dataclass(schema):
+            candidates += [f.name for f in fields(schema) if f.name != "defaults"]
+    return candidates
+
+
+def _unwrap_optional(hint):
+    args = [a for a in get_args(hint) if a is not type(None)]
+    return args[0] if get_origin(hint) is Union and len(args) == 1 else hint
 
 
 def suggest_key(full_key: str) -> str | None:
@@ -77,7 +92,7 @@ def explain_compose_error(err: Exception) -> str:
         hint = suggest_key(key)
         where = _preset_hint(full)
         msg = f"unknown config key '{key}'{where}"
-        return msg + (f" (did you mean '{hint}'?)" if hint else " (run `make plan` to see the valid keys)")
+        return msg + (f" (did you mean '{hint}'?)" if hint else " (the schemas in lima_recipes/config/schema.py list the valid keys)")
     choice = re.search(r"Could not find '([^']+)'", full)
     if choice:
         group, _, option = choice.group(1).rpartition("/")
@@ -87,7 +102,7 @@ def explain_compose_error(err: Exception) -> str:
         return msg + (f" (did you mean '{group}={hint[0]}'?)" if hint else "")
     value = re.search(r"Value '([^']*)' (?:of type '\w+' )?could not be converted to (\w+)", full)
     if value and full_key:
-        return f"{full_key.group(1)}='{value.group(1)}' is not a valid {value.group(1) and value.group(2)}"
+        return f"{full_key.group(1)}='{value.group(1)}' is not a valid {value.group(2)}"
     first = next((line for line in full.splitlines() if line.strip()), full)
     return first.strip()
 

@@ -143,7 +143,8 @@ def read_jsonl(path: str | Path) -> Iterator[tuple[int, dict[str, Any]]]:
             if not line.strip():
                 continue
             try:
-                yield lineno, json.loads(line)
+                # without the newline, so a truncated line's error column points at its end
+                yield lineno, json.loads(line.rstrip("\r\n"))
             except json.JSONDecodeError as err:
                 raise DataFormatError(f"{path}:{lineno}: invalid JSON ({err.msg} at column {err.colno})") from None
 
