@@ -9,11 +9,10 @@ from __future__ import annotations
 
 import json
 import random
-from html import escape
 from pathlib import Path
 
-# no syllable with an "m": generated words must never spell "me", "my" or "mine"
-SYLLABLES = ["ka", "lo", "gu", "ren", "tu", "sa", "vor", "ne", "qui", "dal", "po", "zen", "fi", "ro", "ba", "tel"]
+from lima_recipes.bench.synthetic import SYLLABLES, dump_row
+
 
 
 def prose(seed: int, chars: int) -> str:
@@ -37,12 +36,6 @@ def answer_html(seed: int, chars: int, extra: str = "") -> str:
     )
 
 
-def row(**attrs) -> str:
-    """One dump line; like the real dumps, newlines inside attributes are written as &#xA;."""
-    value = lambda v: escape(str(v), quote=True).replace("\n", "&#xA;")  # noqa: E731
-    return "  <row " + " ".join(f'{k}="{value(v)}"' for k, v in attrs.items()) + " />\n"
-
-
 def write_site(folder: Path, questions: list[dict], malformed_line: bool = False) -> None:
     """questions: dicts with title, score, body and answers [(score, html)]."""
     folder.mkdir(parents=True, exist_ok=True)
@@ -52,9 +45,9 @@ def write_site(folder: Path, questions: list[dict], malformed_line: bool = False
     for q in questions:
         qid = next_id
         next_id += 1
-        lines.append(row(Id=qid, PostTypeId=1, Score=q["score"], Title=q["title"], Body=q.get("body", f"<p>{prose(site_seed + qid * 7, 200)}</p>"), Tags="<fixture>"))
+        lines.append(dump_row(Id=qid, PostTypeId=1, Score=q["score"], Title=q["title"], Body=q.get("body", f"<p>{prose(site_seed + qid * 7, 200)}</p>"), Tags="<fixture>"))
         for score, html in q["answers"]:
-            lines.append(row(Id=next_id, PostTypeId=2, ParentId=qid, Score=score, Body=html))
+            lines.append(dump_row(Id=next_id, PostTypeId=2, ParentId=qid, Score=score, Body=html))
             next_id += 1
         if malformed_line and qid == 1:
             lines.append('  <row Id="999" PostTypeId="2" Body="unterminated\n')

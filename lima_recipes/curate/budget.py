@@ -3,7 +3,10 @@ there are too many to trust the input."""
 
 from __future__ import annotations
 
+import json
 import logging
+from collections.abc import Iterable, Iterator
+from pathlib import Path
 
 from lima_recipes.errors import DataFormatError
 
@@ -27,3 +30,20 @@ class BadRecordBudget:
                 "(fix the input or raise the budget)"
             )
         log.warning("skipped %s", message)
+
+
+def json_objects(lines: Iterable[bytes], path: Path, budget: BadRecordBudget | None, what: str) -> Iterator[tuple[int, dict]]:
+    """(line number, object) of every JSON-object line; a malformed one goes to the budget
+    (None: skipped silently, for a pass over lines an earlier pass already reported)."""
+    for lineno, line in enumerate(lines, start=1):
+        if not line.strip():
+            continue
+        try:
+            record = json.loads(line)
+            if not isinstance(record, dict):
+                raise ValueError("not a JSON object")
+        except (json.JSONDecodeError, UnicodeDecodeError, ValueError) as err:
+            if budget is not None:
+                budget.bad(f"{path}:{lineno}", f"malformed {what} record ({err})")
+            continue
+        yield lineno, record

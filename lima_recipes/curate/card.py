@@ -7,15 +7,7 @@ import json
 from collections import defaultdict
 from pathlib import Path
 
-import numpy as np
-
-
-def _summary(values: list[int]) -> dict[str, float]:
-    if not values:
-        return {}
-    arr = np.asarray(values)
-    return {"min": int(arr.min()), "p50": float(np.median(arr)), "p90": float(np.percentile(arr, 90)),
-            "max": int(arr.max()), "mean": round(float(arr.mean()), 1)}
+from lima_recipes.stats import length_summary
 
 
 def length_stats(rows: list[dict]) -> dict[str, dict]:
@@ -35,7 +27,7 @@ def length_stats(rows: list[dict]) -> dict[str, dict]:
         stats["response_chars"].append(len(response))
         stats["prompt_tokens"].append(len(tokenizer(prompt, add_special_tokens=False)["input_ids"]))
         stats["response_tokens"].append(len(tokenizer(response, add_special_tokens=False)["input_ids"]))
-    return {source: {k: _summary(v) | {"values": v} for k, v in stats.items()} for source, stats in sorted(by_source.items())}
+    return {source: {k: length_summary(v) | {"values": v} for k, v in stats.items()} for source, stats in sorted(by_source.items())}
 
 
 def card_markdown(card: dict) -> str:

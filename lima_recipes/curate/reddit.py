@@ -11,14 +11,13 @@ from __future__ import annotations
 
 import heapq
 import io
-import json
 import random
 import re
 from collections import Counter
 from collections.abc import Iterator
 from pathlib import Path
 
-from lima_recipes.curate.budget import BadRecordBudget
+from lima_recipes.curate.budget import BadRecordBudget, json_objects
 from lima_recipes.curate.candidates import Candidate
 from lima_recipes.curate.progress import track_bytes
 from lima_recipes.curate.rules import answer_length_out_of_range
@@ -43,18 +42,7 @@ def open_lines(path: Path) -> Iterator[bytes]:
 
 def iter_records(path: Path, budget: BadRecordBudget | None) -> Iterator[tuple[int, dict]]:
     lines = track_bytes(open_lines(path), path, "reddit", compressed=path.suffix == ".zst")
-    for lineno, line in enumerate(lines, start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-            if not isinstance(record, dict):
-                raise ValueError("not a JSON object")
-        except (json.JSONDecodeError, UnicodeDecodeError, ValueError) as err:
-            if budget is not None:
-                budget.bad(f"{path}:{lineno}", f"malformed Reddit record ({err})")
-            continue
-        yield lineno, record
+    return json_objects(lines, path, budget, "Reddit")
 
 
 def _files(folder: Path, kind: str) -> list[Path]:

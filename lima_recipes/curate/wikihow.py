@@ -11,13 +11,12 @@ streamed; only the kept candidates are held.
 from __future__ import annotations
 
 import heapq
-import json
 import random
 import re
 from collections import Counter
 from pathlib import Path
 
-from lima_recipes.curate.budget import BadRecordBudget
+from lima_recipes.curate.budget import BadRecordBudget, json_objects
 from lima_recipes.curate.candidates import Candidate
 from lima_recipes.curate.markdown import html_to_markdown
 from lima_recipes.curate.progress import track_bytes
@@ -73,18 +72,13 @@ def wikihow_groups(path: str | Path, src, rng: random.Random, budget: BadRecordB
     path = Path(path)
     groups: dict[str, list[tuple[float, int, Candidate]]] = {}
     with path.open("rb") as handle:
-        for lineno, raw in enumerate(track_bytes(handle, path, "wikihow"), start=1):
-            if not raw.strip():
-                continue
+        for lineno, record in json_objects(track_bytes(handle, path, "wikihow"), path, budget, "wikiHow"):
             where = f"{path}:{lineno}"
-            try:
-                record = json.loads(raw.decode("utf-8"))
-                title, category, text = record["title"], top_category(record.get("category")), record["text"]
-                if not isinstance(title, str) or not isinstance(text, str):
-                    raise TypeError("'title' and 'text' must be strings")
-            except (UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as err:
-                budget.bad(where, f"malformed wikiHow record ({type(err).__name__}: {err})")
+            title, text = record.get("title"), record.get("text")
+            if not isinstance(title, str) or not isinstance(text, str):
+                budget.bad(where, "wikiHow record needs string 'title' and 'text' fields")
                 continue
+            category = top_category(record.get("category"))
             body = clean_article(text, list(src.drop_sections))
             if len(body) < src.min_response_chars or not title.strip():
                 dropped["article too short after cleaning"] += 1

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import lightning as L
-import numpy as np
 from torch.utils.data import DataLoader
 
 from lima_recipes.data.batching import BatchShape, GlobalBatchSampler, MicroBatchDataset
@@ -43,12 +42,3 @@ class LimaDataModule(L.LightningDataModule):
         # Dev loss is a token mean over the whole dev set: one "global batch" per rank-step.
         eval_shape = BatchShape(self.shape.micro_batch_size * self.shape.world_size, self.shape.micro_batch_size, self.shape.world_size)
         return self._loader(self.dev_set, eval_shape, shuffle=False)
-
-
-def length_summary(lengths: np.ndarray) -> dict[str, float]:
-    if len(lengths) == 0:
-        return {}
-    return {
-        "min": int(lengths.min()), "p50": float(np.percentile(lengths, 50)), "p90": float(np.percentile(lengths, 90)),
-        "max": int(lengths.max()), "mean": float(lengths.mean()), "total": int(lengths.sum()),
-    }

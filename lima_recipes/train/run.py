@@ -21,7 +21,7 @@ from omegaconf import DictConfig, OmegaConf
 from lima_recipes.config import validate
 from lima_recipes.config.resolvers import config_hash
 from lima_recipes.data.batching import BatchShape
-from lima_recipes.data.datamodule import LimaDataModule, length_summary
+from lima_recipes.data.datamodule import LimaDataModule
 from lima_recipes.data.dataset import load_or_tokenize
 from lima_recipes.data.sources import check_available, dev_source, train_source
 from lima_recipes.data.templates import build_template
@@ -30,6 +30,7 @@ from lima_recipes.model.build import build_model, check_weights_available, load_
 from lima_recipes.model.dropout import apply_residual_dropout
 from lima_recipes.model.export import export_model, load_checkpoint_weights, strip_module_prefix
 from lima_recipes.model.module import CausalLMModule
+from lima_recipes.stats import length_summary
 from lima_recipes.train.callbacks import EpochCheckpoint
 from lima_recipes.train.strategies import build_strategy, keeps_fp32_master_weights, uses_cpu_adam, uses_hf_checkpointing
 
