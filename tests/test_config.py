@@ -102,7 +102,7 @@ def test_a_typo_inside_a_preset_file_fails_at_compose_time(tmp_path):
     conf = tmp_path / "conf"
     shutil.copytree(CONF_DIR, conf)
     (conf / "experiment" / "typo.yaml").write_text("# @package _global_\ntrainer:\n  max_epoch: 1\n")
-    with pytest.raises(ConfigError, match=r"unknown config key 'trainer.max_epoch'.*did you mean 'trainer.max_epochs'"):
+    with pytest.raises(ConfigError, match=r"unknown config key 'trainer.max_epoch' in conf/experiment/typo.yaml \(did you mean 'trainer.max_epochs'"):
         compose(["experiment=typo"], config_dir=conf)
 
 

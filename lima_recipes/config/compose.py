@@ -108,8 +108,9 @@ def explain_compose_error(err: Exception) -> str:
 
 
 def _preset_hint(text: str) -> str:
-    where = re.search(r"in '?([\w/]+\.yaml)|config_path=([\w/]+)", text)
-    return ""  if where is None else f" in {where.group(1) or where.group(2)}"
+    """' in conf/experiment/typo.yaml' when the bad key sits inside a preset file."""
+    where = re.search(r"In '([\w/]+)'", text)
+    return "" if where is None else f" in conf/{where.group(1)}.yaml"
 
 
 def _group_options(group: str) -> list[str]:

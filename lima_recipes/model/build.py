@@ -47,11 +47,10 @@ def _is_local(path: str) -> bool:
     return path.startswith((".", "/", "~")) or Path(path).expanduser().exists()
 
 
-def _how_to_provide(key: str, value: str) -> str:
-    return (
-        f"pass {key}=/local/dir holding the Hugging Face files (config.json, *.safetensors, tokenizer), "
-        f"or a hub id you can reach (gated models: accept the licence on the hub and set HF_TOKEN)"
-    )
+HOW_TO_PROVIDE = (
+    "pass model.path=/local/dir holding the Hugging Face files (config.json, *.safetensors, tokenizer), "
+    "or a hub id you can reach (gated models: accept the licence on the hub and set HF_TOKEN)"
+)
 
 
 def check_weights_available(model_cfg) -> None:
@@ -62,7 +61,7 @@ def check_weights_available(model_cfg) -> None:
     if _is_local(path):
         local = Path(path).expanduser()
         if not (local / "config.json").is_file():
-            raise WeightsNotFoundError(f"model.path={path}: no config.json there; {_how_to_provide('model.path', path)}")
+            raise WeightsNotFoundError(f"model.path={path}: no config.json there; {HOW_TO_PROVIDE}")
         return
     from huggingface_hub import hf_hub_download, try_to_load_from_cache
 
@@ -72,13 +71,13 @@ def check_weights_available(model_cfg) -> None:
     if not hub_reachable():
         raise WeightsNotFoundError(
             f"model.path={path} is not in the local Hugging Face cache and the hub is unreachable "
-            f"(offline); {_how_to_provide('model.path', path)}"
+            f"(offline); {HOW_TO_PROVIDE}"
         )
     try:
         hf_hub_download(path, "config.json")
     except Exception as err:  # gated, missing repo, auth: all mean "provide the weights"
         reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:160]
-        raise WeightsNotFoundError(f"model.path={path} cannot be read ({reason}); {_how_to_provide('model.path', path)}") from None
+        raise WeightsNotFoundError(f"model.path={path} cannot be read ({reason}); {HOW_TO_PROVIDE}") from None
 
 
 def load_tokenizer(model_cfg):

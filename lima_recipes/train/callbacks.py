@@ -18,7 +18,6 @@ class EpochCheckpoint(L.Callback):
         self.dirpath = Path(dirpath)
         self.epochs = set(epochs)
         self.save_last = save_last
-        self.saved: dict[int, Path] = {}
         self.last_good: Path | None = None
 
     @staticmethod
@@ -34,7 +33,6 @@ class EpochCheckpoint(L.Callback):
             # Weights only: these are candidates for export, and optimizer state would triple
             # their size; last.ckpt carries the full state for resuming.
             trainer.save_checkpoint(path, weights_only=True)
-            self.saved[epoch] = path
             self.last_good = path
         if self.save_last:
             path = self.dirpath / "last.ckpt"
