@@ -14,7 +14,7 @@ TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
 MAKE_SETTINGS := PYTHON VENV TORCH_VERSION TORCH_CPU_INDEX ARGS PYTEST_ARGS
 OVERRIDES := $(strip $(foreach v,$(.VARIABLES),$(if $(filter command line,$(origin $(v))),$(if $(filter $(v),$(MAKE_SETTINGS)),,'$(v)=$($(v))'))))
 
-.PHONY: help env train plan preview curate generate bench test test-fast tokenizer clean
+.PHONY: help env train plan preview curate generate eval bench test test-fast tokenizer clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -50,6 +50,9 @@ curate: env ## curate raw source dumps into a LIMA-style training set + data car
 
 generate: env ## responses with LIMA decoding: make generate run=<run dir> prompts=sample|lima_test|jsonl
 	$(PY) recipes/generate.py $(OVERRIDES) $(ARGS)
+
+eval: env ## judge generations: make eval eval=pairwise judge=openai ours=<jsonl> baseline=<jsonl>; eval=dev_select run=<run>
+	$(PY) recipes/eval.py $(OVERRIDES) $(ARGS)
 
 bench: env ## measured figures (curation MB/s, memory at 1x vs 4x input) -> outputs/bench/*.json
 	$(PY) recipes/bench.py $(ARGS)

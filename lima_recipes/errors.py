@@ -28,3 +28,7 @@ class WeightsNotFoundError(LimaError):
 
 class TrainingDivergedError(LimaError):
     """The loss became NaN or infinite; training stopped and the last good checkpoint is kept."""
+
+
+class JudgeError(LimaError):
+    """The judge cannot be reached or refused the request; finished verdicts stay cached."""

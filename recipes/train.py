@@ -20,6 +20,13 @@ def main(cfg: DictConfig) -> float | None:
     quiet_library_noise()
     result = run_training(cfg, HydraConfig.get().runtime.output_dir)
     print(f"run directory: {result['run_dir']}")
+    from lightning.fabric.utilities.rank_zero import rank_zero_only
+
+    if cfg.eval.kind == "dev_select" and rank_zero_only.rank == 0:
+        from lima_recipes.eval.app import run_dev_select
+
+        record = run_dev_select(cfg, result["run_dir"])
+        print(f"epoch {record['winner']} promoted to export/: {record['reason']}")
     return result.get("val/loss", result.get("train/loss"))
 
 

@@ -125,3 +125,32 @@ def test_misspelt_nested_keys_of_other_apps_get_suggestions_too():
 
     assert suggest_key("curate.sources.wikihow.pth") == "curate.sources.wikihow.path"
     assert suggest_key("generation.top_pp") == "generation.top_p"
+
+
+@pytest.mark.parametrize("group,option", [(g, o) for g in ("eval", "judge", "prompts") for o in options(g)])
+def test_eval_app_options_compose(group, option):
+    from lima_recipes.config import compose
+
+    cfg = compose([f"{group}={option}"], config_name="eval")
+    assert cfg[group].name == option
+
+
+def test_after_training_settings_keep_the_run_id_and_are_checked_before_training(compose_cfg, monkeypatch):
+    from lima_recipes.config.resolvers import config_hash
+
+    assert config_hash(compose_cfg()) == config_hash(compose_cfg("eval=dev_select", "judge=openai", "prompts.max_prompts=3"))
+    validate(compose_cfg("eval=dev_select", "judge=none"))
+    monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    with pytest.raises(ConfigError) as err:
+        validate(compose_cfg("eval=pairwise"))
+    assert "after training only eval=dev_select" in str(err.value)
+    with pytest.raises(ConfigError) as err:
+        validate(compose_cfg("eval=dev_select", "judge=openai", "eval.epochs=[4,5]"))
+    assert "epochs [4] are not in trainer.checkpoint_epochs" in str(err.value) and "set OPENAI_API_KEY" in str(err.value)
+
+
+def test_eval_keys_get_suggestions():
+    from lima_recipes.config.compose import suggest_key
+
+    assert suggest_key("judge.concurency") == "judge.concurrency"
+    assert suggest_key("eval.intersekt") == "eval.intersect"

@@ -123,3 +123,17 @@ def test_make_forwards_assignments_as_hydra_overrides():
     proc = subprocess.run(["make", "-n", "train", "model=llama7b", "trainer.max_epochs=3"], cwd=ROOT, capture_output=True, text=True)
     assert proc.returncode == 0
     assert "recipes/train.py 'model=llama7b' 'trainer.max_epochs=3'" in proc.stdout
+
+
+@pytest.mark.slow
+def test_make_train_eval_dev_select_promotes_a_kept_epoch(tmp_path):
+    import json
+
+    proc = run_cli(*QUICK, "logger=csv", "eval=dev_select", "judge=none", "eval.epochs=[1,2]", "prompts.max_prompts=2",
+                   "generation.max_new_tokens=8", tmp_path=tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (run_dir,) = [p.parent for p in (tmp_path / "outputs").rglob("COMPLETED")]
+    record = json.loads((run_dir / "eval" / "dev_select.json").read_text())
+    assert record["winner"] in (1, 2) and record["epochs"] == [1, 2]
+    assert json.loads((run_dir / "export" / "lima_recipes.json").read_text())["epoch"] == record["winner"]
+    assert f"epoch {record['winner']} promoted to export/" in proc.stdout

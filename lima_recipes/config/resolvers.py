@@ -16,14 +16,20 @@ def asset_path(relative: str) -> str:
     return str(ASSETS / relative)
 
 
+# What runs after training (and how examples are previewed) does not change the trained weights,
+# so `make train eval=dev_select` finds the run that `make train` wrote instead of retraining.
+AFTER_TRAINING_KEYS = ("eval", "judge", "prompts", "preview")
+
+
 def config_hash(cfg: DictConfig, length: int = 10) -> str:
-    """Short stable hash of the resolved config without its `hydra` node.
+    """Short stable hash of the resolved config without its `hydra` node or after-training keys.
 
     Excluding hydra keeps the id identical for the same experiment whatever the launcher,
     the output directory or the DDP re-launch overrides say.
     """
     container = OmegaConf.to_container(cfg, resolve=False)
-    container.pop("hydra", None)
+    for key in ("hydra", *AFTER_TRAINING_KEYS):
+        container.pop(key, None)
     plain = OmegaConf.create(container)
     resolved = OmegaConf.to_container(plain, resolve=True)
     blob = json.dumps(resolved, sort_keys=True, default=str).encode()

@@ -231,6 +231,78 @@ class GenerationConfig:
 
 
 @dataclass
+class PromptsConfig:
+    name: str = MISSING
+    """Preset name; names the generations file."""
+    path: Optional[str] = None
+    """Local JSONL of prompts (`prompt`, or `conversations` whose user turns are taken); wins over hub_id."""
+    hub_id: Optional[str] = None
+    """Hugging Face dataset of prompts (GAIR/lima's `test` split holds 300)."""
+    split: str = "test"
+    """Split of the hub dataset."""
+    max_prompts: Optional[int] = None
+    """Generate for the first N prompts only."""
+
+
+@dataclass
+class JudgeConfig:
+    name: str = MISSING
+    """Preset name: openai (any OpenAI-compatible chat-completions server), hf (a local
+    transformers model) or none (dev_select ranks by automatic metrics)."""
+    kind: str = "none"
+    """openai, hf or none."""
+    model: Optional[str] = None
+    """The judge model: the server's model name (openai), or a hub id / local path (hf)."""
+    base_url: Optional[str] = None
+    """OpenAI-compatible endpoint, e.g. http://127.0.0.1:8000/v1 for a local vLLM server; None
+    uses the OpenAI API."""
+    api_key_env: str = "OPENAI_API_KEY"
+    """Environment variable holding the API key (never logged); local servers accept any value."""
+    concurrency: int = 8
+    """Requests in flight at once."""
+    max_retries: int = 6
+    """Retries of one request after 429, 5xx, timeouts or dropped connections (exponential backoff,
+    or the server's Retry-After)."""
+    timeout_s: float = 120.0
+    """Seconds before one request times out (and is retried)."""
+    temperature: float = 0.0
+    """Judge sampling temperature (0: as deterministic as the server allows)."""
+    max_tokens: int = 1024
+    """Longest judge reply (the explanation comes before the [[verdict]])."""
+    cache_dir: str = ".cache/judge"
+    """Replies cached by a hash of (judge prompt version, judge model, inputs): re-runs cost nothing
+    and an interrupted run resumes."""
+
+
+@dataclass
+class EvalConfig:
+    name: str = MISSING
+    """Preset name: none, pairwise, absolute, likert or dev_select."""
+    kind: str = "none"
+    """none, pairwise, absolute, likert or dev_select."""
+    prompt: Optional[str] = None
+    """Judge prompt: a file conf/judge_prompts/<prompt>.yaml, or a path to such a file."""
+    output: Optional[str] = None
+    """Results JSON; None: <run>/eval/<name>-<ours>[-vs-<baseline>].json, with the Markdown
+    report and bar chart beside it (<run> is the run holding the `ours` generations)."""
+    intersect: bool = False
+    """Pairwise: compare only the prompt ids both files have, instead of stopping on a mismatch."""
+    invalid_retries: int = 2
+    """A judge reply without a parseable [[verdict]] is asked again this many times, then counted
+    invalid (reported, never dropped)."""
+    bootstrap_samples: int = 10000
+    """Resamples of the prompts for the 95% intervals."""
+    seed: int = 1234
+    """Seed of the bootstrap resampling."""
+    epochs: list[int] = field(default_factory=lambda: [5, 6, 7, 8, 9, 10])
+    """dev_select: the epoch checkpoints compared (LIMA: 5 to 10)."""
+    batch_size: int = 8
+    """dev_select: prompts per generate() call."""
+    wandb: Optional[bool] = None
+    """Log tables and generations to the training run in W&B; None: when the run logged to W&B."""
+
+
+@dataclass
 class PreviewConfig:
     num_examples: int = 3
     """Examples rendered with per-token colours."""
@@ -253,6 +325,11 @@ class TrainAppConfig:
     logger: LoggerConfig = MISSING
     generation: GenerationConfig = field(default_factory=GenerationConfig)
     preview: PreviewConfig = field(default_factory=PreviewConfig)
+    eval: EvalConfig = MISSING
+    """After training: none, or dev_select (generate per kept epoch, pick, re-export)."""
+    judge: JudgeConfig = MISSING
+    prompts: PromptsConfig = MISSING
+    """dev_select's prompts (LIMA: a 50-prompt dev set)."""
 
 
 @dataclass
@@ -333,20 +410,6 @@ class CurateAppConfig:
 
 
 @dataclass
-class PromptsConfig:
-    name: str = MISSING
-    """Preset name; names the generations file."""
-    path: Optional[str] = None
-    """Local JSONL of prompts (`prompt`, or `conversations` whose user turns are taken); wins over hub_id."""
-    hub_id: Optional[str] = None
-    """Hugging Face dataset of prompts (GAIR/lima's `test` split holds 300)."""
-    split: str = "test"
-    """Split of the hub dataset."""
-    max_prompts: Optional[int] = None
-    """Generate for the first N prompts only."""
-
-
-@dataclass
 class GenerateAppConfig:
     """Root config of recipes/generate.py."""
 
@@ -365,6 +428,25 @@ class GenerateAppConfig:
     """JSONL written; None: <run>/generations/<prompts.name>.jsonl (metrics beside it)."""
 
 
+@dataclass
+class EvalAppConfig:
+    """Root config of recipes/eval.py."""
+
+    defaults: list[Any] = field(default_factory=list)
+    ours: Optional[str] = None
+    """Generations JSONL of the model under test (pairwise, absolute, likert)."""
+    baseline: Optional[str] = None
+    """Generations JSONL of the baseline (pairwise)."""
+    run: Optional[str] = None
+    """dev_select: the training run directory (its checkpoints/ and export/)."""
+    eval: EvalConfig = MISSING
+    judge: JudgeConfig = MISSING
+    prompts: PromptsConfig = MISSING
+    """dev_select's prompts (LIMA: a 50-prompt dev set)."""
+    generation: GenerationConfig = field(default_factory=GenerationConfig)
+    """dev_select's decoding (LIMA's by default)."""
+
+
 GROUP_SCHEMAS = {
     "model": ModelConfig,
     "data": DataConfig,
@@ -373,6 +455,8 @@ GROUP_SCHEMAS = {
     "optim": OptimConfig,
     "trainer": TrainerConfig,
     "logger": LoggerConfig,
+    "eval": EvalConfig,
+    "judge": JudgeConfig,
 }
 
 
@@ -384,5 +468,6 @@ def register_configs() -> None:
     cs.store(group="curate", name="schema", node=CurateConfig)
     cs.store(name="generate_schema", node=GenerateAppConfig)
     cs.store(group="prompts", name="schema", node=PromptsConfig)
+    cs.store(name="eval_schema", node=EvalAppConfig)
     for group, schema in GROUP_SCHEMAS.items():
         cs.store(group=group, name="schema", node=schema)

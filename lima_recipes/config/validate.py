@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 from omegaconf import DictConfig, OmegaConf
 
 from lima_recipes.errors import ConfigError
@@ -114,8 +116,27 @@ def validate(cfg: DictConfig) -> None:
         )
     if s.kind in ("fsdp", "deepspeed") and tr.accelerator == "cpu":
         problems.append(f"strategy={s.name} needs CUDA GPUs; on CPU use strategy=ddp or strategy=auto")
+    if "eval" in cfg:
+        problems += _after_training_problems(cfg)
     if problems:
         raise ConfigError(problems)
+
+
+def _after_training_problems(cfg: DictConfig) -> list[str]:
+    """What runs after training is checked before it, so a 15-epoch run never ends on a typo."""
+    ev, tr, problems = cfg.eval, cfg.trainer, []
+    if ev.kind not in ("none", "dev_select"):
+        problems.append(f"eval={ev.name} runs on generations with `make eval eval={ev.name} ours=...`; "
+                        "after training only eval=dev_select (or none) runs")
+    if ev.kind == "dev_select":
+        not_kept = [e for e in ev.epochs if e not in tr.checkpoint_epochs]
+        if not_kept:
+            problems.append(f"eval.epochs={list(ev.epochs)}: epochs {not_kept} are not in trainer.checkpoint_epochs="
+                            f"{list(tr.checkpoint_epochs)}, so their checkpoints will not exist")
+        if cfg.judge.kind == "openai" and not os.environ.get(cfg.judge.api_key_env):
+            problems.append(f"judge=openai needs an API key: set {cfg.judge.api_key_env} "
+                            "(or name the variable that holds it with judge.api_key_env)")
+    return problems
 
 
 def _missing_keys(cfg: DictConfig) -> list[str]:
