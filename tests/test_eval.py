@@ -101,7 +101,7 @@ def test_mismatched_prompt_sets_are_reported_with_their_ids(tmp_path):
 def judge_cfg(server: JudgeServer | None, tmp_path: Path, **overrides):
     from lima_recipes.config import compose
 
-    args = [f"judge.base_url={server.url if server else 'http://127.0.0.1:9/v1'}", "judge.model=scripted-judge",
+    args = ["judge=openai", f"judge.base_url={server.url if server else 'http://127.0.0.1:9/v1'}", "judge.model=scripted-judge",
             "judge.api_key_env=LIMA_TEST_JUDGE_KEY", f"judge.cache_dir={tmp_path}/cache", "judge.max_retries=3"]
     return compose(args + [f"{k}={v}" for k, v in overrides.items()], config_name="eval")
 
@@ -279,9 +279,10 @@ def test_eval_cli_errors_are_one_line(tmp_path):
     env = {k: v for k, v in os.environ.items() if k != "OPENAI_API_KEY"}
     ours = write_generations(tmp_path / "o.jsonl", [("1", "p", "r")])
     for args, expected in (
-        (["eval=pairwise", f"ours={ours}"], "error: eval=pairwise needs baseline=<generations.jsonl>"),
-        (["eval=absolute", f"ours={ours}"], "error: judge=openai needs an API key: set OPENAI_API_KEY"),
-        (["eval=absolute", f"ours={tmp_path}/none.jsonl"], f"error: ours={tmp_path}/none.jsonl: no such file"),
+        (["eval=pairwise", "judge=openai", f"ours={ours}"], "error: eval=pairwise needs baseline=<generations.jsonl>"),
+        (["eval=absolute", f"ours={ours}"], "error: eval=absolute needs a judge: judge=openai"),
+        (["eval=absolute", "judge=openai", f"ours={ours}"], "error: judge=openai needs an API key: set OPENAI_API_KEY"),
+        (["eval=absolute", "judge=openai", f"ours={tmp_path}/none.jsonl"], f"error: ours={tmp_path}/none.jsonl: no such file"),
         (["judge.concurency=2"], "error: unknown config key 'judge.concurency' (did you mean 'judge.concurrency'?)"),
     ):
         proc = subprocess.run([sys.executable, "recipes/eval.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
