@@ -39,6 +39,10 @@ def quiet_library_noise() -> None:
         lightning_log.propagate = True
     logging.getLogger("lightning.pytorch.utilities.rank_zero").addFilter(_DropMessages("litlogger", "LitLogger"))
     logging.getLogger("lightning.pytorch.trainer.connectors.checkpoint_connector").setLevel(logging.WARNING)
+    # One INFO line per judge request (and per retry) would bury the results table; failures
+    # still surface as one JudgeError line.
+    for name in ("httpx", "httpx2", "openai", "matplotlib"):
+        logging.getLogger(name).setLevel(logging.WARNING)
     # Hydra writes .hydra/ and train.log into the run directory before the CSV logger starts.
     warnings.filterwarnings("ignore", message=r".*exists and is not empty.*")
     warnings.filterwarnings("ignore", message=r".*LeafSpec.*is deprecated.*")

@@ -6,7 +6,7 @@ import sys
 import hydra
 from omegaconf import DictConfig
 
-from lima_recipes.cli import precheck_overrides, user_errors_are_one_line
+from lima_recipes.cli import precheck_overrides, quiet_library_noise, user_errors_are_one_line
 from lima_recipes.config import CONF_DIR, ensure_registered
 
 ensure_registered()
@@ -17,6 +17,7 @@ ensure_registered()
 def main(cfg: DictConfig) -> None:
     from lima_recipes.eval.app import run_eval
 
+    quiet_library_noise()
     run_eval(cfg)
 
 

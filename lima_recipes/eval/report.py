@@ -10,6 +10,7 @@ from pathlib import Path
 from rich.console import Console
 from rich.table import Table
 
+from lima_recipes.eval.evaluate import file_label
 from lima_recipes.io import write_atomically
 
 COLOURS = {"win": "#2b8a3e", "tie": "#adb5bd", "loss": "#c92a2a",
@@ -101,8 +102,8 @@ def write_results(summary: dict, records: list[dict], output: str | Path) -> Pat
 
 def print_table(summary: dict, console: Console | None = None) -> None:
     header, rows = table_rows(summary)
-    table = Table(title=f"{summary['eval']}: {summary['judge']['model']} judging {Path(summary['ours']).name}"
-                  + (f" vs {Path(summary['baseline']).name}" if summary.get("baseline") else ""))
+    table = Table(title=f"{summary['eval']}: {summary['judge']['model']} judging {file_label(summary['ours'])}"
+                  + (f" vs {file_label(summary['baseline'])}" if summary.get("baseline") else ""))
     for column in header:
         table.add_column(column)
     for row in rows:
