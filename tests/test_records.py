@@ -91,3 +91,24 @@ def test_non_utf8_line_names_path_and_line(tmp_path):
     path.write_bytes(json.dumps(SAME[0]).encode() + b"\n" + '{"prompt": "caf\xe9", "response": "x"}'.encode("latin-1") + b"\n")
     with pytest.raises(DataFormatError, match=rf"{path}:2: not UTF-8 text"):
         load_jsonl_conversations(path)
+
+
+def test_max_examples_draws_a_seeded_subset_nested_across_sizes(compose_cfg):
+    from lima_recipes.data.sources import load_conversations, train_source
+    from lima_recipes.errors import ConfigError
+
+    def prompts(*overrides):
+        cfg = compose_cfg(*overrides)
+        return [c.messages[0].content for c in load_conversations(train_source(cfg.data), cfg.data)]
+
+    everything = prompts()
+    small, large = prompts("data.max_examples=8", "run.seed=5"), prompts("data.max_examples=16", "run.seed=5")
+    assert len(small) == 8 and len(large) == 16
+    assert set(small) < set(large)  # one seed: the smaller subset lies inside the larger one
+    assert small == [p for p in everything if p in set(small)]  # file order kept
+    assert small != everything[:8]  # a random subset, not the head of the file
+    assert prompts("data.max_examples=8", "run.seed=5") == small  # deterministic
+    assert prompts("data.max_examples=8", "run.seed=6") != small  # the seed draws it
+    assert prompts("data.max_examples=8", "run.seed=6", "data.sample_seed=5") == small
+    with pytest.raises(ConfigError, match=r"data.max_examples=41, but data.path=.*holds 40 usable conversations"):
+        prompts("data.max_examples=41")

@@ -10,7 +10,7 @@ from dataclasses import dataclass, field
 from typing import Any, Optional
 
 from hydra.core.config_store import ConfigStore
-from omegaconf import MISSING
+from omegaconf import II, MISSING
 
 
 @dataclass
@@ -98,7 +98,10 @@ class DataConfig:
     cache_dir: str = ".cache/lima_recipes/tokenized"
     """Where tokenized datasets are cached, keyed by data content, tokenizer and template."""
     max_examples: Optional[int] = None
-    """Train on the first N records only (deterministic); None uses them all."""
+    """Train on a random subset of N conversations (drawn with `sample_seed`; for one seed, smaller
+    subsets lie inside larger ones); None uses them all. LIMA's quantity ablation sweeps it."""
+    sample_seed: int = II("run.seed")
+    """Seed of the `max_examples` subset; by default the run's seed, so seeds vary the data too."""
     max_user_turns: Optional[int] = None
     """Keep conversations with at most this many user turns (1 selects LIMA's 1,000 single-turn
     examples from GAIR/lima's 1,030); None keeps all."""
@@ -186,6 +189,9 @@ class TrainerConfig:
     """Epochs (1-based) whose weights are kept for LIMA's dev-set checkpoint selection."""
     save_last: bool = True
     """Also keep `last.ckpt` after every epoch, so an interrupted run resumes where it stopped."""
+    checkpoint_every_n_steps: int = 0
+    """Also refresh `last.ckpt` every N optimizer steps inside an epoch (0: at epoch ends only);
+    a preempted or timed-out job then loses at most N steps, and resumes mid-epoch exactly."""
     export_epoch: Optional[int] = None
     """Which kept epoch to export; None exports the final weights (eval=dev_select overrides)."""
     val_every_n_epochs: int = 1

@@ -94,9 +94,14 @@ class GlobalBatchSampler(torch.utils.data.Sampler):
         self.lengths, self.trained, self.shape, self.rank = lengths, trained, shape, rank
         self.seed, self.shuffle, self.group_by_length, self.megabatch_factor = seed, shuffle, group_by_length, megabatch_factor
         self.epoch = 0
+        self._resume: tuple[int, int] | None = None
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
+
+    def resume_at(self, epoch: int, steps_done: int) -> None:
+        """The next pass over `epoch` starts after its first `steps_done` optimizer steps."""
+        self._resume = (epoch, steps_done)
 
     def __len__(self) -> int:
         return self.shape.steps_per_epoch(len(self.lengths)) * self.shape.accumulation
@@ -104,7 +109,10 @@ class GlobalBatchSampler(torch.utils.data.Sampler):
     def __iter__(self):
         plan = plan_epoch(self.lengths, self.trained, self.shape, self.seed, self.epoch,
                           self.shuffle, self.group_by_length, self.megabatch_factor)
-        for step in plan:
+        skip = 0
+        if self._resume is not None and self._resume[0] == self.epoch:
+            skip, self._resume = self._resume[1], None
+        for step in plan[skip:]:
             yield from step[self.rank]
 
 

@@ -2,11 +2,33 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
+
 import lightning as L
 from torch.utils.data import DataLoader
 
 from lima_recipes.data.batching import BatchShape, GlobalBatchSampler, MicroBatchDataset
 from lima_recipes.data.dataset import TokenizedSet
+
+
+class ResumableLoader(DataLoader):
+    """A training loader Lightning saves in every checkpoint and restores on resume.
+
+    The batch plan is a pure function of (seed, epoch), so the position is just (epoch, optimizer
+    steps done in it), read from the trainer: a run stopped mid-epoch resumes with the next
+    micro-batch it had not trained on, not at the start of the epoch.
+    """
+
+    def __init__(self, *args, position: Callable[[], tuple[int, int]], **kwargs):
+        super().__init__(*args, **kwargs)
+        self._position = position
+
+    def state_dict(self) -> dict:
+        epoch, steps_done = self._position()
+        return {"epoch": epoch, "steps_done": steps_done}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.sampler.resume_at(state["epoch"], state["steps_done"])
 
 
 class LimaDataModule(L.LightningDataModule):
@@ -30,8 +52,15 @@ class LimaDataModule(L.LightningDataModule):
         )
         dataset = MicroBatchDataset(tokenized, self.pad_token_id, self.pad_to_multiple_of, shape.accumulation, shape.world_size)
         # batch_size=None: the sampler yields whole micro-batches and the dataset pads them.
-        return DataLoader(dataset, sampler=sampler, batch_size=None, num_workers=self.num_workers,
-                          persistent_workers=self.num_workers > 0)
+        options = dict(sampler=sampler, batch_size=None, num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
+        if shuffle:
+            return ResumableLoader(dataset, position=self._position, **options)
+        return DataLoader(dataset, **options)
+
+    def _position(self) -> tuple[int, int]:
+        """(epoch, optimizer steps done in it); every epoch has the same number of steps."""
+        epoch = self.trainer.current_epoch
+        return epoch, self.trainer.global_step - epoch * self.shape.steps_per_epoch(len(self.train_set))
 
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.train_set, self.shape, shuffle=True)

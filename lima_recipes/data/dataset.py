@@ -19,7 +19,7 @@ from lima_recipes.data.templates import ChatTemplate
 from lima_recipes.data.tokenize import tokenize_conversation
 from lima_recipes.errors import DataFormatError
 
-CACHE_VERSION = 1
+CACHE_VERSION = 2  # 2: max_examples draws a seeded subset instead of the first N
 """Bump when tokenization logic changes, so caches written by older code are not reused."""
 
 
@@ -64,6 +64,7 @@ def cache_key(source: RecordSource, tokenizer, template: ChatTemplate, data_cfg,
         "max_length": data_cfg.max_length,
         "max_user_turns": data_cfg.max_user_turns,
         "max_examples": data_cfg.max_examples if is_train else None,
+        "sample_seed": data_cfg.sample_seed if is_train and data_cfg.max_examples is not None else None,
     }
     return hashlib.sha256(json.dumps(parts, sort_keys=True, default=str).encode()).hexdigest()[:20]
 

@@ -154,7 +154,6 @@ def convert_records(
     fmt: str = "auto",
     on_invalid: str = "error",
     max_user_turns: int | None = None,
-    max_examples: int | None = None,
     report: LoadReport | None = None,
 ) -> list[Conversation]:
     """Turn (origin, record) pairs into conversations, failing or skipping-and-counting bad ones."""
@@ -174,9 +173,23 @@ def convert_records(
             continue
         out.append(conv)
         report.sources[conv.source] += 1
-        if max_examples is not None and len(out) >= max_examples:
-            break
     report.kept = len(out)
+    return out
+
+
+def subsample(conversations: list[Conversation], n: int, seed: int, report: LoadReport | None = None) -> list[Conversation]:
+    """A uniform random subset of n conversations, kept in file order.
+
+    The subset is the first n of one seeded permutation, so for a fixed seed the 2K subset lies
+    inside the 4K one: a quantity ablation adds examples instead of redrawing them.
+    """
+    import numpy as np
+
+    chosen = sorted(np.random.default_rng(seed).permutation(len(conversations))[:n].tolist())
+    out = [conversations[i] for i in chosen]
+    if report is not None:
+        report.kept = len(out)
+        report.sources = Counter(c.source for c in out)
     return out
 
 

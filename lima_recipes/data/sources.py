@@ -7,8 +7,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from lima_recipes.data.records import Conversation, LoadReport, convert_records, read_jsonl
-from lima_recipes.errors import WeightsNotFoundError
+from lima_recipes.data.records import Conversation, LoadReport, convert_records, read_jsonl, subsample
+from lima_recipes.errors import ConfigError, WeightsNotFoundError
 from lima_recipes.hub import OFFLINE_HINT, hub_reachable, offline_mode
 
 
@@ -92,11 +92,18 @@ def load_conversations(
     source: RecordSource, data_cfg, report: LoadReport | None = None, is_train: bool = True
 ) -> list[Conversation]:
     """Conversations of a source under the data config (max_examples applies to training only)."""
-    return convert_records(
+    report = report if report is not None else LoadReport()
+    conversations = convert_records(
         source.records(),
         fmt=data_cfg.format,
         on_invalid=data_cfg.on_invalid,
         max_user_turns=data_cfg.max_user_turns,
-        max_examples=data_cfg.max_examples if is_train else None,
         report=report,
     )
+    wanted = data_cfg.max_examples if is_train else None
+    if wanted is None:
+        return conversations
+    if wanted > len(conversations):
+        raise ConfigError(f"data.max_examples={wanted}, but {source.description} holds {len(conversations)} usable "
+                          f"conversations: lower data.max_examples or give a larger data set")
+    return subsample(conversations, wanted, data_cfg.sample_seed, report)

@@ -7,6 +7,7 @@ import time
 from collections.abc import Callable
 
 import lightning as L
+import numpy as np
 import torch
 import torch.nn.functional as F
 
@@ -79,10 +80,12 @@ class CausalLMModule(L.LightningModule):
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         return self.model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
 
-    def on_train_epoch_start(self) -> None:
-        # Dropout masks differ across ranks and epochs, yet are reproducible from the seed.
+    def _seed_micro_batch(self) -> None:
+        """Dropout masks differ across ranks and micro-batches, and depend only on (seed, step,
+        micro-step, rank): a run resumed mid-epoch draws the masks the uninterrupted run drew."""
         rank = self._trainer.global_rank if self._trainer is not None else 0
-        torch.manual_seed(self.seed * 1_000_003 + self.current_epoch * 1_009 + rank)
+        state = np.random.SeedSequence([self.seed, self.global_step, self._micro_steps, rank]).generate_state(2)
+        torch.manual_seed(int(state[0]) << 32 | int(state[1]))
 
     def _gradient_accumulation_scale(self) -> int:
         """DeepSpeed divides by its accumulation steps inside backward, after Lightning already
@@ -95,6 +98,7 @@ class CausalLMModule(L.LightningModule):
     def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
         if self._step_started is None:
             self._step_started = time.perf_counter()
+        self._seed_micro_batch()
         self._micro_steps += 1
         logits = self(batch["input_ids"], batch["attention_mask"])
         loss_sum, trained = token_loss_sum(logits, batch["labels"])

@@ -127,7 +127,8 @@ def run_training(cfg: DictConfig, run_dir: str | Path) -> dict:
         train_set, dev_set, shape, tokenizer.pad_token_id, cfg.run.seed, cfg.data.group_by_length,
         cfg.data.megabatch_factor, cfg.data.pad_to_multiple_of, cfg.data.num_workers,
     )
-    checkpoints = EpochCheckpoint(run_dir / "checkpoints", list(cfg.trainer.checkpoint_epochs), cfg.trainer.save_last)
+    checkpoints = EpochCheckpoint(run_dir / "checkpoints", list(cfg.trainer.checkpoint_epochs), cfg.trainer.save_last,
+                                  cfg.trainer.checkpoint_every_n_steps)
     callbacks: list[L.Callback] = [checkpoints]
     if cfg.trainer.enable_progress_bar:
         callbacks.append(RichProgressBar() if _rich_terminal() else TQDMProgressBar(refresh_rate=max(1, shape.accumulation)))
