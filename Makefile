@@ -14,7 +14,7 @@ TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
 MAKE_SETTINGS := PYTHON VENV TORCH_VERSION TORCH_CPU_INDEX ARGS PYTEST_ARGS
 OVERRIDES := $(strip $(foreach v,$(.VARIABLES),$(if $(filter command line,$(origin $(v))),$(if $(filter $(v),$(MAKE_SETTINGS)),,'$(v)=$($(v))'))))
 
-.PHONY: help env train plan preview curate generate eval bench test test-fast tokenizer clean
+.PHONY: help env train ablate report dashboard plan preview curate generate eval bench test test-fast tokenizer clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -38,6 +38,15 @@ env: $(VENV)/.installed ## create the virtual environment (done by every other t
 
 train: env ## fine-tune (default: the tiny model on the shipped sample data)
 	$(PY) recipes/train.py $(OVERRIDES) $(ARGS)
+
+ablate: env ## a Hydra multirun, train + eval per point: make ablate experiment=ablation_smoke (or _quantity, ...)
+	$(PY) recipes/train.py -m $(OVERRIDES) $(ARGS)
+
+report: env ## gather a sweep into report.{csv,md,png}: make report sweep=<sweep dir> (default: the latest)
+	$(PY) recipes/report.py $(OVERRIDES) $(ARGS)
+
+dashboard: env ## W&B report spec for a sweep (created online, printed offline): make dashboard sweep=<dir>
+	$(PY) recipes/dashboard.py $(OVERRIDES) $(ARGS)
 
 plan: env ## validate a config and print parameters, memory per device and steps
 	$(PY) recipes/plan.py $(OVERRIDES) $(ARGS)

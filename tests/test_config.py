@@ -109,6 +109,7 @@ def test_a_typo_inside_a_preset_file_fails_at_compose_time(tmp_path):
 def test_wandb_logger_is_offline_without_an_api_key(compose_cfg, tmp_path, monkeypatch):
     from lightning.pytorch.loggers import CSVLogger, WandbLogger
 
+    from lima_recipes.train.csv_log import AppendingCSVLogger
     from lima_recipes.train.run import build_loggers
 
     monkeypatch.delenv("WANDB_API_KEY", raising=False)
@@ -117,7 +118,12 @@ def test_wandb_logger_is_offline_without_an_api_key(compose_cfg, tmp_path, monke
     assert isinstance(csv_logger, CSVLogger) and isinstance(wandb_logger, WandbLogger)
     assert wandb_logger._offline is True
     assert wandb_logger._wandb_init["group"] == "lima7b" and wandb_logger._wandb_init["id"] == "abc123"
-    assert [type(x) for x in build_loggers(compose_cfg("logger=csv"), tmp_path, "x")] == [CSVLogger]
+    assert [type(x) for x in build_loggers(compose_cfg("logger=csv"), tmp_path, "x")] == [AppendingCSVLogger]
+    # a sweep's job: the swept values become tags and a config entry, the experiment the group
+    sweep = {"name": "lima7b", "dir": "outputs/lima7b", "job": 3, "swept": {"data.max_examples": "2000", "run.seed": "2"}}
+    _, swept_logger = build_loggers(cfg, tmp_path, "abc123", sweep)
+    assert {"data.max_examples=2000", "run.seed=2", "lima7b"} <= set(swept_logger._wandb_init["tags"])
+    assert swept_logger._wandb_init["config"]["sweep"] == sweep and swept_logger._wandb_init["group"] == "lima7b"
 
 
 def test_misspelt_nested_keys_of_other_apps_get_suggestions_too():
@@ -141,9 +147,14 @@ def test_after_training_settings_keep_the_run_id_and_are_checked_before_training
     assert config_hash(compose_cfg()) == config_hash(compose_cfg("eval=dev_select", "judge=openai", "prompts.max_prompts=3"))
     validate(compose_cfg("eval=dev_select", "judge=none"))
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
+    validate(compose_cfg("eval=generate"))  # needs no judge
     with pytest.raises(ConfigError) as err:
         validate(compose_cfg("eval=pairwise"))
-    assert "after training only eval=dev_select" in str(err.value)
+    assert "after training eval=generate, likert, absolute or dev_select (or none) runs" in str(err.value)
+    with pytest.raises(ConfigError, match="eval=likert after training needs a judge"):
+        validate(compose_cfg("eval=likert"))
+    with pytest.raises(ConfigError, match="judge=openai needs an API key: set OPENAI_API_KEY"):
+        validate(compose_cfg("eval=likert", "judge=openai"))
     with pytest.raises(ConfigError) as err:
         validate(compose_cfg("eval=dev_select", "judge=openai", "eval.epochs=[4,5]"))
     assert "epochs [4] are not in trainer.checkpoint_epochs" in str(err.value) and "set OPENAI_API_KEY" in str(err.value)

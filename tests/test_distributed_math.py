@@ -35,7 +35,7 @@ def test_bf16_checkpoints_train_with_fp32_master_weights_except_under_deepspeed(
 
 def fake_trainer(handles_accumulation: bool, accumulation: int):
     strategy = SimpleNamespace(handles_gradient_accumulation=handles_accumulation, reduce=lambda x, reduce_op: x)
-    return SimpleNamespace(strategy=strategy, accumulate_grad_batches=accumulation, global_rank=0)
+    return SimpleNamespace(strategy=strategy, accumulate_grad_batches=accumulation, global_rank=0, global_step=0)
 
 
 def test_deepspeed_gets_one_more_accumulation_factor(compose_cfg, tiny_tokenizer):

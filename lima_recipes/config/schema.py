@@ -283,9 +283,9 @@ class JudgeConfig:
 @dataclass
 class EvalConfig:
     name: str = MISSING
-    """Preset name: none, pairwise, absolute, likert or dev_select."""
+    """Preset name: none, generate, pairwise, absolute, likert or dev_select."""
     kind: str = "none"
-    """none, pairwise, absolute, likert or dev_select."""
+    """none, generate (responses and automatic metrics), pairwise, absolute, likert or dev_select."""
     prompt: Optional[str] = None
     """Judge prompt: a file conf/judge_prompts/<prompt>.yaml, or a path to such a file."""
     output: Optional[str] = None
@@ -303,7 +303,9 @@ class EvalConfig:
     epochs: list[int] = field(default_factory=lambda: [5, 6, 7, 8, 9, 10])
     """dev_select: the epoch checkpoints compared (LIMA: 5 to 10)."""
     batch_size: int = 8
-    """dev_select: prompts per generate() call."""
+    """Prompts per generate() call when an evaluation generates (after training, dev_select)."""
+    num_samples: int = 1
+    """After training: responses generated per prompt (LIMA's ablations sampled 5 and averaged)."""
     wandb: Optional[bool] = None
     """Log tables and generations to the training run in W&B; None: when the run logged to W&B."""
 
@@ -453,6 +455,20 @@ class EvalAppConfig:
     """dev_select's decoding (LIMA's by default)."""
 
 
+@dataclass
+class ReportAppConfig:
+    """Root config of recipes/report.py and recipes/dashboard.py."""
+
+    sweep: Optional[str] = None
+    """A sweep directory (outputs/<experiment>, holding _sweep/); None: the latest under output_root."""
+    output_root: str = "outputs"
+    """Where to look for the latest sweep."""
+    score: Optional[str] = None
+    """The score compared across variants; None: helpfulness (Likert), else val/loss, else train/loss."""
+    wandb: Optional[bool] = None
+    """Read the sweep's W&B group too (needs WANDB_API_KEY); None: when the jobs logged to W&B."""
+
+
 GROUP_SCHEMAS = {
     "model": ModelConfig,
     "data": DataConfig,
@@ -475,5 +491,6 @@ def register_configs() -> None:
     cs.store(name="generate_schema", node=GenerateAppConfig)
     cs.store(group="prompts", name="schema", node=PromptsConfig)
     cs.store(name="eval_schema", node=EvalAppConfig)
+    cs.store(name="report_schema", node=ReportAppConfig)
     for group, schema in GROUP_SCHEMAS.items():
         cs.store(group=group, name="schema", node=schema)

@@ -125,14 +125,20 @@ def validate(cfg: DictConfig) -> None:
 def _after_training_problems(cfg: DictConfig) -> list[str]:
     """What runs after training is checked before it, so a 15-epoch run never ends on a typo."""
     ev, tr, problems = cfg.eval, cfg.trainer, []
-    if ev.kind not in ("none", "dev_select"):
-        problems.append(f"eval={ev.name} runs on generations with `make eval eval={ev.name} ours=...`; "
-                        "after training only eval=dev_select (or none) runs")
+    if ev.kind not in ("none", "dev_select", "generate", "likert", "absolute"):
+        problems.append(f"eval={ev.name} compares two generation files: run `make eval eval={ev.name} ours=... baseline=...`; "
+                        "after training eval=generate, likert, absolute or dev_select (or none) runs")
+    if ev.kind in ("likert", "absolute") and cfg.judge.kind == "none":
+        problems.append(f"eval={ev.name} after training needs a judge: judge=openai (any OpenAI-compatible server) or "
+                        "judge=hf; eval=generate gives the automatic metrics without one")
+    if ev.kind != "none" and ev.num_samples < 1:
+        problems.append(f"eval.num_samples={ev.num_samples} must be >= 1")
     if ev.kind == "dev_select":
         not_kept = [e for e in ev.epochs if e not in tr.checkpoint_epochs]
         if not_kept:
             problems.append(f"eval.epochs={list(ev.epochs)}: epochs {not_kept} are not in trainer.checkpoint_epochs="
                             f"{list(tr.checkpoint_epochs)}, so their checkpoints will not exist")
+    if ev.kind in ("dev_select", "likert", "absolute"):
         if cfg.judge.kind == "openai" and not os.environ.get(cfg.judge.api_key_env):
             problems.append(f"judge=openai needs an API key: set {cfg.judge.api_key_env} "
                             "(or name the variable that holds it with judge.api_key_env)")

@@ -38,29 +38,30 @@ def judge_run(cfg, judge) -> evaluate.JudgeRun:
                              bootstrap_samples=cfg.eval.bootstrap_samples, seed=cfg.eval.seed, count=RequestCount())
 
 
-def run_judged(cfg) -> tuple[dict, Path]:
+def run_judged(cfg, ours: str, baseline: str | None = None, output: str | None = None) -> tuple[dict, Path]:
+    """One judged evaluation of the generations in `ours` (against `baseline` for pairwise)."""
     from lima_recipes.eval.report import print_table, write_results
     from lima_recipes.eval.wandb_log import judged_tables, log_tables
 
     # Inputs are read before the judge is built, so a bad line never waits on an API key check.
-    evaluate.load_generations(cfg.ours, "ours")
-    if cfg.baseline:
-        evaluate.load_generations(cfg.baseline, "baseline")
+    evaluate.load_generations(ours, "ours")
+    if baseline:
+        evaluate.load_generations(baseline, "baseline")
     run = judge_run(cfg, build_judge(cfg.judge))
     kind = cfg.eval.kind
     if kind == "pairwise":
-        summary, records = evaluate.pairwise(run, cfg.ours, cfg.baseline, cfg.eval.intersect)
+        summary, records = evaluate.pairwise(run, ours, baseline, cfg.eval.intersect)
     elif kind == "absolute":
-        summary, records = evaluate.absolute(run, cfg.ours)
+        summary, records = evaluate.absolute(run, ours)
     else:
-        summary, records = evaluate.likert(run, cfg.ours)
-    summary = {"eval": kind, "ours": str(cfg.ours), "baseline": str(cfg.baseline) if kind == "pairwise" else None,
+        summary, records = evaluate.likert(run, ours)
+    summary = {"eval": kind, "ours": str(ours), "baseline": str(baseline) if kind == "pairwise" else None,
                "judge": {"kind": cfg.judge.kind, "model": run.judge.model, "base_url": cfg.judge.base_url},
                "prompt_version": run.prompt.version, "requests": vars(run.count),
                "created": datetime.now(timezone.utc).isoformat(timespec="seconds"), **summary}
-    run_dir = evaluate.run_dir_of(cfg.ours)
-    name = f"{cfg.eval.name}-{evaluate.file_label(cfg.ours)}" + (f"-vs-{evaluate.file_label(cfg.baseline)}" if kind == "pairwise" else "")
-    output = Path(cfg.eval.output) if cfg.eval.output else run_dir / "eval" / f"{name}.json"
+    run_dir = evaluate.run_dir_of(ours)
+    name = f"{cfg.eval.name}-{evaluate.file_label(ours)}" + (f"-vs-{evaluate.file_label(baseline)}" if kind == "pairwise" else "")
+    output = Path(output) if output else run_dir / "eval" / f"{name}.json"
     write_results(summary, records, output)
     tables, scalars = judged_tables(summary, records)
     log_tables(run_dir, kind, tables, scalars, {"judge": summary["judge"], "prompt_version": summary["prompt_version"],
@@ -94,6 +95,37 @@ def run_eval(cfg) -> dict:
         print(f"epoch {record['winner']} promoted to {Path(cfg.run) / 'export'}: {record['reason']}")
         print(f"wrote {record['output']}")
         return record
-    summary, output = run_judged(cfg)
+    summary, output = run_judged(cfg, cfg.ours, cfg.baseline, cfg.eval.output)
     print(f"wrote {output} (+ .md, .png, .judgements.jsonl)")
     return summary
+
+
+def evaluate_after_training(cfg, run_dir: str | Path) -> dict:
+    """The evaluation a training job ends with; returns the scores a sweep report tabulates
+    (flat names: helpfulness, Pass_percent, stopped_at_eot, ...) and where the outputs are."""
+    from lima_recipes.eval.generate import generate_to_file
+
+    kind = cfg.eval.kind
+    if kind == "dev_select":
+        record = run_dev_select(cfg, run_dir)
+        winner = record["metrics"][str(record["winner"])]
+        return {"scores": {"selected_epoch": record["winner"], **winner}, "outputs": [record["output"]], "reason": record["reason"]}
+    # LIMA's ablations: sample responses to the test prompts with the trained model, then judge them.
+    path, metrics = generate_to_file(run_dir, cfg.prompts, cfg.generation, cfg.eval.num_samples, cfg.eval.batch_size, cfg.eval.seed)
+    scores, outputs = dict(metrics), [str(path)]
+    if kind in ("likert", "absolute"):
+        summary, output = run_judged(cfg, str(path))
+        scores.update(judged_scores(summary))
+        outputs.append(str(output))
+    return {"scores": scores, "outputs": outputs}
+
+
+def judged_scores(summary: dict) -> dict:
+    """A judged summary's headline numbers as flat scores."""
+    results, scores = summary["results"], {"invalid_verdicts": summary["invalid"]}
+    if summary["eval"] == "likert":
+        h = results["helpfulness"]
+        scores.update(helpfulness=h["mean"], helpfulness_ci_low=h["ci95"][0], helpfulness_ci_high=h["ci95"][1])
+    else:
+        scores.update({f"{name}_percent": r["percent"] for name, r in results.items()})
+    return scores

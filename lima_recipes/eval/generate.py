@@ -102,3 +102,24 @@ def write_generations(generations: list[Generation], path: Path) -> None:
     from lima_recipes.io import write_atomically
 
     write_atomically(path, "".join(json.dumps(asdict(g), ensure_ascii=False) + "\n" for g in generations))
+
+
+def generate_to_file(run: str | Path, prompts_cfg, generation_cfg, num_samples: int, batch_size: int, seed: int,
+                     output: str | Path | None = None) -> tuple[Path, dict]:
+    """`make generate` and the evaluation after training: the export's responses to a prompt set,
+    written to `output` (default <run>/generations/<prompts>.jsonl) with the automatic metrics
+    beside it (.metrics.json). Returns the path and the metrics."""
+    from lima_recipes.eval.metrics import automatic_metrics
+    from lima_recipes.eval.prompts import load_prompts
+    from lima_recipes.io import write_atomically
+
+    export = resolve_export(run)
+    prompts = load_prompts(prompts_cfg)
+    model, tokenizer, eos = load_for_generation(export)
+    generations = generate(prompts, model, tokenizer, eos, generation_cfg, num_samples, batch_size, seed, model_name=str(export))
+    run_dir = export.parent if export.name == "export" else export
+    path = Path(output) if output else run_dir / "generations" / f"{prompts_cfg.name}.jsonl"
+    write_generations(generations, path)
+    metrics = automatic_metrics([asdict(g) for g in generations])
+    write_atomically(path.with_suffix(".metrics.json"), json.dumps(metrics, indent=2))
+    return path, metrics

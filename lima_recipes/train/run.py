@@ -15,7 +15,7 @@ from pathlib import Path
 import lightning as L
 import torch
 from lightning.pytorch.callbacks import RichProgressBar, TQDMProgressBar
-from lightning.pytorch.loggers import CSVLogger, WandbLogger
+from lightning.pytorch.loggers import WandbLogger
 from omegaconf import DictConfig, OmegaConf
 
 from lima_recipes.config import validate
@@ -26,12 +26,14 @@ from lima_recipes.data.dataset import load_or_tokenize
 from lima_recipes.data.sources import check_available, dev_source, train_source
 from lima_recipes.data.templates import build_template
 from lima_recipes.errors import ConfigError, TrainingDivergedError
+from lima_recipes.io import write_atomically
 from lima_recipes.model.build import build_model, check_weights_available, load_tokenizer
 from lima_recipes.model.dropout import apply_residual_dropout
 from lima_recipes.model.export import export_model, load_checkpoint_weights, strip_module_prefix
 from lima_recipes.model.module import CausalLMModule
 from lima_recipes.stats import length_summary
 from lima_recipes.train.callbacks import EpochCheckpoint
+from lima_recipes.train.csv_log import AppendingCSVLogger
 from lima_recipes.train.strategies import build_strategy, keeps_fp32_master_weights, uses_cpu_adam, uses_hf_checkpointing
 
 log = logging.getLogger(__name__)
@@ -55,16 +57,23 @@ def check_accelerator(cfg: DictConfig) -> None:
         raise ConfigError(f"strategy={cfg.strategy.name} needs CUDA GPUs and none is visible; on CPU use strategy=ddp or strategy=auto")
 
 
-def build_loggers(cfg: DictConfig, run_dir: Path, run_id: str) -> list:
-    loggers = [CSVLogger(save_dir=str(run_dir), name="", version="")]
+def build_loggers(cfg: DictConfig, run_dir: Path, run_id: str, sweep: dict | None = None) -> list:
+    """CSV always; W&B when asked, in the group of the experiment (one group per sweep), with the
+    values a sweep varies as `key=value` tags and under `sweep` in the config, so W&B's table and
+    parallel-coordinates views line up without hand work."""
+    loggers = [AppendingCSVLogger(save_dir=str(run_dir), name="", version="")]
     if cfg.logger.wandb:
         mode = cfg.logger.mode or ("online" if os.environ.get("WANDB_API_KEY") else "offline")
+        config = OmegaConf.to_container(cfg, resolve=True)
+        tags = [cfg.run.name, cfg.model.name, cfg.data.name, *cfg.logger.tags]
+        if sweep is not None:
+            config["sweep"] = sweep
+            tags += [f"{key}={value}"[:64] for key, value in sweep.get("swept", {}).items()]  # W&B's tag limit
         loggers.append(
             WandbLogger(
                 project=cfg.logger.project, entity=cfg.logger.entity, name=f"{cfg.run.name}-{run_id}",
                 group=cfg.run.name, id=run_id, save_dir=str(run_dir), offline=mode == "offline",
-                tags=[cfg.run.name, cfg.model.name, cfg.data.name, *cfg.logger.tags],
-                config=OmegaConf.to_container(cfg, resolve=True),
+                tags=list(dict.fromkeys(tags)), config=config,
             )
         )
     return loggers
@@ -101,7 +110,7 @@ def total_steps(cfg: DictConfig, shape: BatchShape, num_examples: int) -> int:
     return shape.steps_per_epoch(num_examples) * cfg.trainer.max_epochs
 
 
-def run_training(cfg: DictConfig, run_dir: str | Path) -> dict:
+def run_training(cfg: DictConfig, run_dir: str | Path, sweep: dict | None = None) -> dict:
     run_dir = Path(run_dir)
     run_id = config_hash(cfg)
     if (run_dir / COMPLETED).is_file():
@@ -142,7 +151,7 @@ def run_training(cfg: DictConfig, run_dir: str | Path) -> dict:
         max_steps=cfg.trainer.max_steps,
         accumulate_grad_batches=shape.accumulation,
         gradient_clip_val=cfg.optim.gradient_clip_val,
-        logger=build_loggers(cfg, run_dir, run_id),
+        logger=(loggers := build_loggers(cfg, run_dir, run_id, sweep)),
         callbacks=callbacks,
         enable_checkpointing=False,
         enable_progress_bar=cfg.trainer.enable_progress_bar,
@@ -155,6 +164,17 @@ def run_training(cfg: DictConfig, run_dir: str | Path) -> dict:
         default_root_dir=str(run_dir),
         enable_model_summary=False,
     )
+    try:
+        return fit_and_export(cfg, run_dir, run_id, trainer, module, datamodule, checkpoints, tokenizer, template)
+    finally:
+        # Jobs of a sweep share one process: each must close its W&B run, or the next job's
+        # logger would write into it.
+        for logger in loggers:
+            if isinstance(logger, WandbLogger) and logger._experiment is not None:
+                logger.experiment.finish()
+
+
+def fit_and_export(cfg, run_dir: Path, run_id: str, trainer: L.Trainer, module, datamodule, checkpoints, tokenizer, template) -> dict:
     resume = run_dir / "checkpoints" / "last.ckpt"
     try:
         # exists(), not is_file(): DeepSpeed checkpoints are directories
@@ -167,8 +187,11 @@ def run_training(cfg: DictConfig, run_dir: str | Path) -> dict:
     result = {"run_dir": str(run_dir), "run_id": run_id, "steps": trainer.global_step,
               "epochs": trainer.current_epoch, "kept_checkpoints": sorted(str(p) for p in checkpoints.dirpath.glob("epoch=*.ckpt"))}
     for key in ("train/loss", "val/loss"):
-        if key in trainer.callback_metrics:
-            result[key] = float(trainer.callback_metrics[key])
+        # A run resumed after its last step logs nothing new: its metrics file has the values.
+        value = trainer.callback_metrics.get(key)
+        value = float(value) if value is not None else last_logged(run_dir / "metrics.csv", key)
+        if value is not None:
+            result[key] = value
     if trainer.is_global_zero:
         export_epoch = cfg.trainer.export_epoch
         if export_epoch is not None:
@@ -185,9 +208,20 @@ def run_training(cfg: DictConfig, run_dir: str | Path) -> dict:
                       "model": cfg.model.name, "data": cfg.data.name},
         )
         result["export"] = str(export_dir)
-        (run_dir / COMPLETED).write_text(json.dumps(result, indent=2))
+        write_atomically(run_dir / COMPLETED, json.dumps(result, indent=2))
         log.info("exported %s", export_dir)
     return result
+
+
+def last_logged(metrics_csv: Path, key: str) -> float | None:
+    """The last value of a metric in Lightning's metrics.csv (None when never logged)."""
+    import csv
+
+    if not metrics_csv.is_file():
+        return None
+    with metrics_csv.open() as handle:
+        values = [row[key] for row in csv.DictReader(handle) if row.get(key)]
+    return float(values[-1]) if values else None
 
 
 def final_state_dict(trainer: L.Trainer, run_dir: Path) -> dict | None:

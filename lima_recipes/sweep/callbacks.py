@@ -1,0 +1,44 @@
+"""The Hydra callback every `make train -m` / `make ablate` run carries (conf/train.yaml): it starts
+the sweep's manifest, registers each job as it starts, and at the end writes the report and
+prints the summary. Single runs pass through it untouched."""
+
+from __future__ import annotations
+
+import logging
+from pathlib import Path
+from typing import Any
+
+from hydra.experimental.callback import Callback
+from hydra.types import RunMode
+from omegaconf import DictConfig, OmegaConf
+
+from lima_recipes.sweep import manifest
+
+log = logging.getLogger(__name__)
+
+LAST_SWEEP: dict = {}
+"""The summary of the sweep this process launched, for the entry point's exit status."""
+
+
+def _multirun(config: DictConfig) -> bool:
+    return config.hydra.mode == RunMode.MULTIRUN
+
+
+class SweepRecorder(Callback):
+    def on_multirun_start(self, config: DictConfig, **kwargs: Any) -> None:
+        params = config.hydra.sweeper.get("params")
+        manifest.record_launch(Path(config.hydra.sweep.dir), list(config.hydra.overrides.task),
+                               OmegaConf.to_container(params) if params is not None else None)
+
+    def on_job_start(self, config: DictConfig, **kwargs: Any) -> None:
+        if _multirun(config):
+            manifest.record_job(Path(config.hydra.sweep.dir), int(config.hydra.job.num),
+                                Path(config.hydra.runtime.output_dir), list(config.hydra.overrides.task))
+
+    def on_multirun_end(self, config: DictConfig, **kwargs: Any) -> None:
+        from lima_recipes.sweep.report import build_report, print_summary
+
+        report = build_report(Path(config.hydra.sweep.dir))
+        print_summary(report)
+        LAST_SWEEP.clear()
+        LAST_SWEEP.update(failed=[j["job"] for j in report.jobs if j["status"] == "failed"], dir=str(report.sweep_dir))

@@ -1,0 +1,25 @@
+"""`make report [sweep=<sweep dir>]`: every job of a sweep in report.csv / report.md / report.png."""
+
+import sys
+
+import hydra
+from omegaconf import DictConfig
+
+from lima_recipes.cli import precheck_overrides, quiet_library_noise, user_errors_are_one_line
+from lima_recipes.config import CONF_DIR, ensure_registered
+
+ensure_registered()
+
+
+@hydra.main(config_path=str(CONF_DIR), config_name="report", version_base="1.3")
+@user_errors_are_one_line
+def main(cfg: DictConfig) -> None:
+    from lima_recipes.sweep.report import build_report, find_sweep, print_summary
+
+    quiet_library_noise()
+    print_summary(build_report(find_sweep(cfg.sweep, cfg.output_root), cfg.score, cfg.wandb))
+
+
+if __name__ == "__main__":
+    precheck_overrides(sys.argv[1:], config_name="report")
+    main()
