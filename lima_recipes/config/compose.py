@@ -33,12 +33,13 @@ def ensure_registered() -> None:
         _registered = True
 
 
-def compose(overrides: list[str] | tuple[str, ...] = (), config_name: str = "train", config_dir: str | Path = CONF_DIR) -> DictConfig:
+def compose(overrides: list[str] | tuple[str, ...] = (), config_name: str = "train", config_dir: str | Path = CONF_DIR,
+            return_hydra_config: bool = False) -> DictConfig:
     """Compose the root config with overrides; any composition error becomes a ConfigError."""
     ensure_registered()
     try:
         with initialize_config_dir(config_dir=str(Path(config_dir).resolve()), version_base="1.3"):
-            return hydra_compose(config_name=config_name, overrides=list(overrides))
+            return hydra_compose(config_name=config_name, overrides=list(overrides), return_hydra_config=return_hydra_config)
     except (HydraException, OmegaConfBaseException) as err:
         raise ConfigError(explain_compose_error(err)) from None
 

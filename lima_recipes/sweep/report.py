@@ -62,12 +62,12 @@ def t_interval(values: list[float]) -> dict:
 
 
 def job_status(job: dict, run_dir: Path) -> str:
-    """done, skipped (finished by an earlier launch), failed, or unfinished (running or killed)."""
+    """done, skipped (finished by an earlier launch), failed, or unfinished: started by this
+    launch and not over (running, or killed before it could say; training may be COMPLETED
+    while its evaluation is not)."""
     if job.get("status"):
         return job["status"]
-    if (run_dir / FAILED).is_file():
-        return "failed"
-    return "done" if read_marker(run_dir) is not None else "unfinished"
+    return "failed" if (run_dir / FAILED).is_file() else "unfinished"
 
 
 def job_row(job: dict) -> dict:

@@ -1,0 +1,223 @@
+"""Sweeps: the manifest, the report's arithmetic against hand-computed values, W&B's side, and
+end-to-end multiruns of the tiny model (skip finished jobs, re-run one, record a failure, DDP
+jobs inside a sweep)."""
+
+from __future__ import annotations
+
+import csv
+import json
+import math
+import os
+import subprocess
+import sys
+from pathlib import Path
+from types import SimpleNamespace
+
+import pytest
+
+from lima_recipes.sweep import manifest
+from lima_recipes.sweep.report import build_report, t_interval
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+# ---------------------------------------------------------------- manifest and arithmetic
+
+def test_swept_keys_come_from_the_preset_and_the_command_line():
+    params = {"data.max_examples": "2000,4000", "run.seed": "1,2,3"}
+    assert manifest.swept_keys(["experiment=x", "data=a,b"], params) == ["data.max_examples", "run.seed", "data"]
+    # a plain value on the command line pins a key the preset sweeps
+    assert manifest.swept_keys(["run.seed=7", "hydra.launcher.partition=gpu"], params) == ["data.max_examples"]
+    assert manifest.job_values(["data.max_examples=2000", "run.seed=2", "experiment=x"], ["run.seed", "data.max_examples"]) == \
+        {"run.seed": "2", "data.max_examples": "2000"}
+
+
+def test_t_interval_against_hand_computed_values():
+    # 7, 8, 9: mean 8, sample sd 1, t(0.975, df=2) = 4.302653 -> 8 +- 4.302653 / sqrt(3)
+    r = t_interval([7.0, 8.0, 9.0])
+    half = 4.302653 / math.sqrt(3)
+    assert r["mean"] == 8.0 and r["ci95"] == pytest.approx([8 - half, 8 + half], abs=1e-5)
+    # 1, 3: mean 2, sd sqrt(2), t(0.975, df=1) = 12.706205 -> 2 +- 12.706205
+    assert t_interval([1.0, 3.0])["ci95"] == pytest.approx([2 - 12.706205, 2 + 12.706205], abs=1e-5)
+    assert t_interval([5.0]) == {"n": 1, "mean": 5.0, "ci95": [None, None], "sd": None}
+    assert t_interval([])["mean"] is None
+
+
+def fake_job(sweep_dir: Path, num: int, swept: dict, status: str, **metrics) -> Path:
+    """A job folder as a finished (or failed) job leaves it, written by hand."""
+    run_dir = sweep_dir / f"job{num}"
+    run_dir.mkdir(parents=True)
+    examples = int(swept.get("data.max_examples", 40))
+    (run_dir / "data_stats.json").write_text(json.dumps({"train": {"examples": examples}}))
+    if status == "unfinished":  # killed while training: nothing but its data statistics yet
+        pass
+    elif status == "failed":
+        (run_dir / "FAILED").write_text(json.dumps({"error": "data.max_examples=64, but ... holds 40", "type": "ConfigError"}))
+    else:
+        scores = {k: v for k, v in metrics.items() if k != "val/loss"}
+        (run_dir / "COMPLETED").write_text(json.dumps({
+            "steps": examples // 8, "val/loss": metrics.get("val/loss"),
+            "evals": {"likert@1": {"name": "likert", "finished": "2026-01-01", "scores": scores}}}))
+    overrides = [f"{k}={v}" for k, v in swept.items()]
+    manifest.record_job(sweep_dir, num, run_dir, overrides)
+    if status != "unfinished":
+        job_file = sweep_dir / manifest.MANIFEST / "jobs" / f"{num:04d}.json"
+        job_file.write_text(json.dumps({**json.loads(job_file.read_text()), "status": status}))
+    return run_dir
+
+
+def test_report_groups_seeds_marks_failures_and_writes_csv_md_png(tmp_path):
+    sweep = tmp_path / "ablation_quantity"
+    manifest.record_launch(sweep, ["experiment=ablation_quantity"], {"data.max_examples": "16,32", "run.seed": "1,2,3"})
+    fake_job(sweep, 0, {"data.max_examples": "16", "run.seed": "1"}, "done", helpfulness=3.0, **{"val/loss": 2.0})
+    fake_job(sweep, 1, {"data.max_examples": "16", "run.seed": "2"}, "done", helpfulness=4.0, **{"val/loss": 1.9})
+    fake_job(sweep, 2, {"data.max_examples": "16", "run.seed": "3"}, "done", helpfulness=5.0, **{"val/loss": 1.8})
+    fake_job(sweep, 3, {"data.max_examples": "32", "run.seed": "1"}, "skipped", helpfulness=4.5, **{"val/loss": 1.7})
+    fake_job(sweep, 4, {"data.max_examples": "32", "run.seed": "2"}, "failed")
+    fake_job(sweep, 5, {"data.max_examples": "32", "run.seed": "3"}, "unfinished", helpfulness=9.9)
+
+    report = build_report(sweep)
+    assert report.score == "helpfulness" and report.variant_keys == ["data.max_examples"]
+    small, large = report.groups
+    assert small["variant"] == {"data.max_examples": "16"} and small["n"] == 3 and small["mean"] == 4.0
+    half = 4.302653 / math.sqrt(3)  # scores 3, 4, 5: sd 1
+    assert small["ci95"] == pytest.approx([4 - half, 4 + half], abs=1e-5)
+    # neither the failed job nor the unfinished one is scored
+    assert (large["jobs"], large["n"], large["failed"], large["mean"]) == (3, 1, 1, 4.5)
+
+    rows = list(csv.DictReader((sweep / "report.csv").open()))
+    assert [r["status"] for r in rows] == ["done", "done", "done", "skipped", "failed", "unfinished"]
+    assert rows[4]["error"].startswith("data.max_examples=64") and rows[0]["examples"] == "16"
+    assert rows[0]["data.max_examples"] == "16" and rows[0]["run.seed"] == "1"
+    md = (sweep / "report.md").read_text()
+    assert f"| data.max_examples=16 | 3 | 3 | 4 | [{4 - half:.4g}, {4 + half:.4g}] | 0 |" in md
+    assert "| data.max_examples=32 | 3 | 1 | 4.5 | - | 1 |" in md and "Failed jobs keep their reason" in md
+    assert (sweep / "report.png").stat().st_size > 5000
+    # another score on request, lower-is-better named as such
+    assert build_report(sweep, score="val/loss").groups[0]["mean"] == pytest.approx(1.9)
+    assert "(lower is better)" in (sweep / "report.md").read_text()
+
+
+def test_report_reads_the_sweeps_wandb_group_when_online(tmp_path, monkeypatch):
+    import wandb
+
+    sweep = tmp_path / "s"
+    manifest.record_launch(sweep, [], {"run.seed": "1,2"})
+    run_dir = fake_job(sweep, 0, {"run.seed": "1"}, "done", helpfulness=4.0)
+    (run_dir / "config.yaml").write_text("run: {name: s}\nlogger: {wandb: true, project: lima-recipes, entity: team}\n")
+    seen = {}
+
+    class FakeApi:
+        default_entity = "me"
+
+        def __init__(self, timeout=None):
+            pass
+
+        def runs(self, path, filters):
+            seen.update(path=path, filters=filters)
+            return [SimpleNamespace(id="job0", state="finished", url="https://wandb.ai/team/lima-recipes/runs/job0",
+                                    summary={"train/loss": 1.25})]
+
+    monkeypatch.setattr(wandb, "Api", FakeApi)
+    monkeypatch.setenv("WANDB_API_KEY", "k")
+    monkeypatch.setenv("WANDB_MODE", "online")
+    report = build_report(sweep)
+    assert seen == {"path": "team/lima-recipes", "filters": {"group": "s"}}
+    assert report.jobs[0]["wandb_state"] == "finished" and report.jobs[0]["train/loss"] == 1.25
+    assert "read 1 run(s) of group `s`" in report.wandb
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    assert build_report(sweep).wandb.startswith("offline")
+
+
+def test_slurm_launcher_takes_gpus_and_nodes_from_the_trainer_config():
+    from lima_recipes.config import compose
+
+    cfg = compose(["hydra/launcher=slurm", "experiment=lima7b", "trainer.devices=8", "trainer.num_nodes=2",
+                   "hydra.launcher.partition=gpu", "hydra.launcher.timeout_min=600"], return_hydra_config=True)
+    launcher = cfg.hydra.launcher
+    assert launcher._target_.endswith("SlurmLauncher")
+    assert (launcher.gpus_per_node, launcher.tasks_per_node, launcher.nodes) == (8, 8, 2)
+    assert (launcher.partition, launcher.timeout_min) == ("gpu", 600)
+
+
+# ---------------------------------------------------------------- multiruns of the tiny model
+
+def multirun(tmp_path: Path, *overrides: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:
+    env = {**os.environ, "WANDB_MODE": "offline", "WANDB_SILENT": "true", "HF_HUB_OFFLINE": "1", "CI": "1"}
+    args = [sys.executable, str(ROOT / "recipes" / "train.py"), "-m", "experiment=ablation_smoke", "logger=csv",
+            f"run.output_root={tmp_path}/out", f"data.cache_dir={tmp_path}/cache", "trainer.enable_progress_bar=false", *overrides]
+    return subprocess.run(args, cwd=cwd, env=env, capture_output=True, text=True, timeout=600)
+
+
+def statuses(sweep: Path) -> list[str]:
+    return [job.get("status") for job in manifest.read_jobs(sweep)]
+
+
+@pytest.mark.slow
+def test_sweep_runs_skips_reruns_one_job_and_reports(tmp_path):
+    proc = multirun(tmp_path)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    sweep = tmp_path / "out" / "ablation_smoke"
+    jobs = manifest.read_jobs(sweep)
+    assert statuses(sweep) == ["done"] * 4
+    assert [(j["swept"]["data.max_examples"], j["swept"]["run.seed"]) for j in jobs] == [("16", "1"), ("16", "2"), ("32", "1"), ("32", "2")]
+    for job in jobs:  # each job trained on its own subset and evaluated after training
+        done = json.loads((Path(job["dir"]) / "COMPLETED").read_text())
+        assert done["steps"] == int(job["swept"]["data.max_examples"]) // 8
+        assert next(iter(done["evals"].values()))["scores"]["responses"] == 4
+    rows = list(csv.DictReader((sweep / "report.csv").open()))
+    assert [(r["data.max_examples"], r["run.seed"], r["status"]) for r in rows] == \
+        [("16", "1", "done"), ("16", "2", "done"), ("32", "1", "done"), ("32", "2", "done")]
+    assert all(float(r["val/loss"]) > 0 for r in rows)
+    expected = t_interval([float(r["val/loss"]) for r in rows[:2]])["ci95"]
+    assert f"[{expected[0]:.4g}, {expected[1]:.4g}]" in (sweep / "report.md").read_text()
+
+    stamps = {j["dir"]: (Path(j["dir"]) / "COMPLETED").stat().st_mtime_ns for j in jobs}
+    again = multirun(tmp_path)
+    assert again.returncode == 0 and statuses(sweep) == ["skipped"] * 4
+    assert {d: (Path(d) / "COMPLETED").stat().st_mtime_ns for d in stamps} == stamps
+
+    (Path(jobs[1]["dir"]) / "COMPLETED").unlink()
+    once_more = multirun(tmp_path)
+    assert once_more.returncode == 0 and statuses(sweep) == ["skipped", "done", "skipped", "skipped"]
+    rerun = list(csv.DictReader((sweep / "report.csv").open()))[1]
+    assert rerun["val/loss"] == rows[1]["val/loss"]  # resumed from its last checkpoint: same result, metrics kept
+
+    report = subprocess.run([sys.executable, "recipes/report.py", f"output_root={tmp_path}/out"], cwd=ROOT,
+                            capture_output=True, text=True, timeout=300)
+    assert report.returncode == 0 and f"wrote {sweep}/report.csv" in report.stdout  # the latest sweep by default
+
+
+@pytest.mark.slow
+def test_a_failed_job_is_recorded_and_the_others_finish(tmp_path):
+    # 64 examples are more than the 40 the sample data holds: that job fails after composing.
+    proc = multirun(tmp_path, "data.max_examples=64,16", "run.seed=1")
+    assert proc.returncode == 1
+    sweep = tmp_path / "out" / "ablation_smoke"
+    assert statuses(sweep) == ["failed", "done"]
+    failed, done = manifest.read_jobs(sweep)
+    assert "data.max_examples=64, but data.path=" in json.loads((Path(failed["dir"]) / "FAILED").read_text())["error"]
+    assert (Path(done["dir"]) / "COMPLETED").is_file()
+    assert "error: job 0 (data.max_examples=64) failed: data.max_examples=64" in proc.stderr
+    rows = list(csv.DictReader((sweep / "report.csv").open()))
+    assert [r["status"] for r in rows] == ["failed", "done"] and "holds 40 usable" in rows[0]["error"]
+
+
+@pytest.mark.slow
+def test_ddp_jobs_inside_a_sweep_make_no_stray_directories(tmp_path):
+    work = tmp_path / "cwd"
+    work.mkdir()
+    proc = multirun(tmp_path, "data.max_examples=16", "run.seed=1,2", "strategy=ddp", "trainer.devices=2",
+                    "trainer.accelerator=cpu", cwd=work)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    sweep = tmp_path / "out" / "ablation_smoke"
+    jobs = manifest.read_jobs(sweep)
+    assert statuses(sweep) == ["done", "done"]
+    expected = {"_sweep", "multirun.yaml", "report.csv", "report.md", "report.png", *(j["run_id"] for j in jobs)}
+    assert {p.name for p in sweep.iterdir()} == expected
+    assert {p.name for p in (tmp_path / "out").iterdir()} == {"ablation_smoke"}
+    assert list(work.iterdir()) == []  # nothing written where the command ran
+    for job in jobs:
+        run_dir = Path(job["dir"])
+        assert json.loads((run_dir / "COMPLETED").read_text())["steps"] == 2
+        assert (run_dir / "train_ddp_process_1.log").is_file()  # rank 1 ran this job, in this job's folder
