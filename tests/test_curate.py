@@ -60,7 +60,7 @@ def dump(tmp_path):
 def se_cfg(**overrides):
     from types import SimpleNamespace
 
-    base = dict(candidates_per_group=2000, min_score=10, min_response_chars=1200, max_response_chars=4096)
+    base = dict(candidates_per_group=2000, min_score=10, min_response_chars=1200, max_response_chars=4096, filters=True)
     return SimpleNamespace(**(base | overrides))
 
 
@@ -80,6 +80,17 @@ def test_each_rule_drops_exactly_its_planted_answer(dump):
 
     assert all(int(re.search(r"value_(\d+) =", c.turns[1]).group(1)) < 1000 for c in candidates)
     assert budget.count == 1 and "Posts.xml:" in budget.examples[0] and "malformed XML row" in budget.examples[0]
+
+
+def test_unfiltered_mode_keeps_what_the_rules_drop(dump):
+    stats = SiteStats()
+    unfiltered = site_candidates(dump / "math.stackexchange.com", se_cfg(filters=False), random.Random(0), BadRecordBudget(5), stats)
+    filtered = site_candidates(dump / "math.stackexchange.com", se_cfg(), random.Random(0), BadRecordBudget(5), SiteStats())
+    assert not stats.dropped  # no rule ran
+    assert len(unfiltered) > len(filtered) == 30
+    responses = [c.turns[1] for c in unfiltered]
+    assert any(len(r) < 1200 for r in responses) and any(len(r) > 4096 for r in responses)
+    assert {c.turns[1] for c in filtered} < set(responses)
 
 
 def test_within_a_site_the_highest_scoring_questions_come_first_and_memory_is_bounded(dump):

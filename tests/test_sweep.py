@@ -221,3 +221,42 @@ def test_ddp_jobs_inside_a_sweep_make_no_stray_directories(tmp_path):
         run_dir = Path(job["dir"])
         assert json.loads((run_dir / "COMPLETED").read_text())["steps"] == 2
         assert (run_dir / "train_ddp_process_1.log").is_file()  # rank 1 ran this job, in this job's folder
+
+
+# ---------------------------------------------------------------- the ablation presets
+
+def sweep_points(experiment: str) -> list[list[str]]:
+    """Every job's overrides, expanded the way Hydra's basic sweeper expands them."""
+    from hydra._internal.core_plugins.basic_sweeper import BasicSweeper
+
+    from lima_recipes.config import compose
+
+    params = compose([f"experiment={experiment}"], return_hydra_config=True).hydra.sweeper.params
+    parsed = manifest.parse_overrides([f"experiment={experiment}", *(f"{k}={v}" for k, v in params.items())])
+    return [list(job) for batch in BasicSweeper.split_arguments(parsed, max_batch_size=None) for job in batch]
+
+
+@pytest.mark.parametrize("experiment,jobs", [("ablation_quantity", 15), ("ablation_diversity", 9), ("ablation_quality", 6),
+                                             ("ablation_multiturn", 6), ("ablation_seeds", 5), ("ablation_model_size", 6),
+                                             ("ablation_smoke", 4)])
+def test_every_point_of_every_ablation_composes_and_validates(experiment, jobs, monkeypatch):
+    from lima_recipes.config import compose, validate
+
+    monkeypatch.setenv("OPENAI_API_KEY", "set")
+    points = sweep_points(experiment)
+    assert len(points) == jobs
+    configs = [compose(point) for point in points]
+    for cfg in configs:
+        validate(cfg)
+        assert cfg.run.name == experiment
+    if experiment == "ablation_quantity":
+        assert sorted({c.data.max_examples for c in configs}) == [2000, 4000, 8000, 16000, 32000]
+        assert {(c.data.name, c.model.name, c.eval.name, c.eval.num_samples, c.prompts.name) for c in configs} == \
+            {("stackexchange_filtered", "llama7b", "likert", 5, "lima_test")}
+    if experiment in ("ablation_diversity", "ablation_quality"):
+        assert {c.data.max_examples for c in configs} == {2000}  # kept when the data preset is swapped
+    if experiment == "ablation_model_size":  # each size keeps its own batch and dropout
+        assert {(c.model.name, c.trainer.global_batch_size, c.model.residual_dropout) for c in configs} == \
+            {("llama7b", 64, 0.2), ("llama65b", 32, 0.3)}
+    if experiment == "ablation_multiturn":
+        assert {c.data.name for c in configs} == {"lima1k", "lima_multiturn"}

@@ -369,6 +369,10 @@ class SourceConfig:
     """wikiHow only: sections removed from the article body."""
     subreddits: list[str] = field(default_factory=lambda: ["WritingPrompts"])
     """Reddit only: subreddits whose top posts are used."""
+    filters: bool = True
+    """Stack Exchange only: LIMA's quality and style rules (self-contained title, answer score,
+    length, first person, references to other answers); false gives the unfiltered Stack Exchange
+    of LIMA's quality ablation (the top answer of the top questions, as written)."""
 
 
 @dataclass

@@ -100,6 +100,8 @@ def check_config(cfg) -> list[str]:
             problems.append(f"{key}.domain={s.domain} must be stem, other or null")
         if s.temperature <= 0 or s.candidates_per_group < 1 or s.target < 0:
             problems.append(f"{key}: temperature must be > 0, candidates_per_group >= 1 and target >= 0")
+        if not s.filters and s.kind != "stackexchange":
+            problems.append(f"{key}.filters=false: only the stackexchange connector has an unfiltered mode")
         if s.max_response_chars is not None and s.max_response_chars < s.min_response_chars:
             problems.append(f"{key}.max_response_chars={s.max_response_chars} is below min_response_chars={s.min_response_chars}")
         if s.path is None:

@@ -92,7 +92,7 @@ def site_candidates(folder: Path, cfg, rng: random.Random, budget: BadRecordBudg
             continue
         stats.questions += 1
         title = row.get("Title", "")
-        reason = rules.title_not_self_contained(title)
+        reason = rules.title_not_self_contained(title) if cfg.filters else None
         if reason:
             stats.dropped[reason] += 1
             continue
@@ -120,7 +120,7 @@ def site_candidates(folder: Path, cfg, rng: random.Random, budget: BadRecordBudg
     best: dict[str, tuple[int, str]] = {}
     for parent, (score, html) in top.items():
         text = html_to_markdown(html)
-        reason = (
+        reason = cfg.filters and (
             rules.answer_score_too_low(score, cfg.min_score)
             or rules.answer_length_out_of_range(text, cfg.min_response_chars, cfg.max_response_chars)
             or rules.written_in_first_person(text)

@@ -55,8 +55,10 @@ def dev_source(data_cfg) -> RecordSource | None:
 def check_available(source: RecordSource) -> None:
     """Fail fast, before any model is built, when the records cannot be read."""
     if source.path is not None:
-        if not Path(source.path).is_file():
-            raise WeightsNotFoundError(f"{source.description}: no such file (pass data.path=<existing .jsonl>)")
+        path = Path(source.path)
+        if not path.is_file():
+            made_by = f"; `make curate curate={path.parent.name}` writes it" if path.parent.parent.name == "curate" else ""
+            raise WeightsNotFoundError(f"{source.description}: no such file (pass data.path=<existing .jsonl>{made_by})")
         return
     load_hub_split(source.hub_id, source.split)
 
