@@ -260,3 +260,85 @@ def test_every_point_of_every_ablation_composes_and_validates(experiment, jobs, 
             {("llama7b", 64, 0.2), ("llama65b", 32, 0.3)}
     if experiment == "ablation_multiturn":
         assert {c.data.name for c in configs} == {"lima1k", "lima_multiturn"}
+
+
+# ---------------------------------------------------------------- make dashboard
+
+def sweep_with_wandb_jobs(tmp_path: Path) -> Path:
+    sweep = tmp_path / "ablation_diversity"
+    manifest.record_launch(sweep, [], {"data": "stackexchange_filtered,wikihow", "run.seed": "1,2"})
+    for num, (data, seed, score) in enumerate([("stackexchange_filtered", 1, 4.1), ("stackexchange_filtered", 2, 4.3),
+                                               ("wikihow", 1, 3.6), ("wikihow", 2, 3.8)]):
+        run_dir = fake_job(sweep, num, {"data": data, "run.seed": str(seed)}, "done", helpfulness=score, stopped_at_eot=0.9)
+        (run_dir / "config.yaml").write_text("run: {name: ablation_diversity}\nlogger: {wandb: true, project: lima-recipes, entity: team}\n")
+    return sweep
+
+
+def test_dashboard_spec_offline_is_written_and_nothing_is_created(tmp_path, monkeypatch):
+    from lima_recipes.sweep.dashboard import dashboard_spec, make_dashboard
+
+    monkeypatch.setenv("WANDB_MODE", "offline")
+    report = build_report(sweep_with_wandb_jobs(tmp_path), use_wandb=False)
+    spec = dashboard_spec(report)
+    assert spec["runs"] == "Metric('Group') == 'ablation_diversity' and Metric('JobType') == 'train'"
+    assert spec["curves"] == ["train/loss", "val/loss", "train/lr", "train/tokens_per_sec"]
+    assert spec["parallel_coordinates"] == ["config:data.name", "config:run.seed", "summary:eval/helpfulness"]
+    assert spec["score_plot"] == {"kind": "bar", "metric": "summary:eval/helpfulness", "groupby": "config:data.name",
+                                  "aggregate": "mean, stderr over run.seed"}
+    assert spec["scores"]["job0"] == {"eval/helpfulness": 4.1, "eval/stopped_at_eot": 0.9}
+    path, outcome = make_dashboard(report)
+    assert json.loads(path.read_text()) == spec and outcome.startswith("W&B is offline: spec only")
+
+
+def test_dashboard_online_pushes_scores_and_saves_a_valid_wandb_report(tmp_path, monkeypatch):
+    import wandb
+    import wandb_workspaces.reports.v2.interface as wr_interface
+
+    from lima_recipes.sweep.dashboard import make_dashboard
+
+    summaries: dict[str, dict] = {}
+
+    class FakeRun:
+        def __init__(self, path):
+            self.summary = SummaryDict(path)
+
+    class SummaryDict(dict):
+        def __init__(self, path):
+            super().__init__()
+            self.path = path
+
+        def update(self, *args, **kwargs):  # the public API's "write the summary now"
+            super().update(*args, **kwargs)
+            summaries[self.path] = dict(self)
+
+    class FakeApi:
+        default_entity = "me"
+
+        def __init__(self, timeout=None):
+            pass
+
+        def run(self, path):
+            return FakeRun(path)
+
+    saved = {}
+
+    def fake_save(self, draft=False, clone=False):  # serialising needs W&B's server (it looks the project up)
+        saved["report"] = self
+        self.id = "abc"
+        return self
+
+    monkeypatch.setattr(wandb, "Api", FakeApi)
+    monkeypatch.setattr(wr_interface.Report, "save", fake_save)
+    monkeypatch.setattr(wr_interface.Report, "url", property(lambda self: f"https://wandb.test/{self.entity}/{self.project}/{self.id}"))
+    monkeypatch.setenv("WANDB_API_KEY", "k")
+    monkeypatch.setenv("WANDB_MODE", "online")
+    report = build_report(sweep_with_wandb_jobs(tmp_path), use_wandb=False)
+    _, outcome = make_dashboard(report)
+    assert outcome == "W&B report created: https://wandb.test/team/lima-recipes/abc (scores written to 4 run summaries)"
+    assert summaries["team/lima-recipes/job2"] == {"eval/helpfulness": 3.6, "eval/stopped_at_eot": 0.9}
+    table, grid = saved["report"].blocks
+    assert "| data=wikihow | 2 | 2 | 3.7 |" in table.text
+    assert [type(p).__name__ for p in grid.panels] == ["LinePlot"] * 4 + ["ParallelCoordinatesPlot", "BarPlot"]
+    assert [p.y for p in grid.panels[:4]] == [["train/loss"], ["val/loss"], ["train/lr"], ["train/tokens_per_sec"]]
+    assert grid.runsets[0].filters == "Metric('Group') == 'ablation_diversity' and Metric('JobType') == 'train'"
+    assert grid.panels[5].groupby.name == "data.name" and grid.panels[5].metrics[0].name == "eval/helpfulness"

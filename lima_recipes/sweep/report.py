@@ -168,6 +168,15 @@ def variant_label(variant: dict) -> str:
     return ", ".join(f"{k}={v}" for k, v in variant.items()) or "all jobs"
 
 
+def markdown_table(report: SweepReport) -> str:
+    """The variants: jobs, scored replicates, mean score and its 95% interval, failures."""
+    lines = ["| variant | jobs | scored | mean | 95% CI | failed |", "|---|---|---|---|---|---|"]
+    for g in report.groups:
+        ci = "-" if g["ci95"][0] is None else f"[{g['ci95'][0]:.4g}, {g['ci95'][1]:.4g}]"
+        lines.append(f"| {variant_label(g['variant'])} | {g['jobs']} | {g['n']} | {_fmt(g['mean'])} | {ci} | {g['failed']} |")
+    return "\n".join(lines)
+
+
 def markdown(report: SweepReport) -> str:
     counts = {s: sum(r["status"] == s for r in report.jobs) for s in ("done", "skipped", "failed", "unfinished")}
     better = "lower is better" if report.score in LOWER_IS_BETTER else "higher is better"
@@ -177,10 +186,7 @@ def markdown(report: SweepReport) -> str:
              f"- jobs: {len(report.jobs)} ({', '.join(f'{n} {s}' for s, n in counts.items() if n)})",
              f"- score: `{report.score}` ({better}); mean over replicates with a Student-t 95% interval",
              f"- W&B: {report.wandb}", ""]
-    lines += ["| variant | jobs | scored | mean | 95% CI | failed |", "|---|---|---|---|---|---|"]
-    for g in report.groups:
-        ci = "-" if g["ci95"][0] is None else f"[{g['ci95'][0]:.4g}, {g['ci95'][1]:.4g}]"
-        lines.append(f"| {variant_label(g['variant'])} | {g['jobs']} | {g['n']} | {_fmt(g['mean'])} | {ci} | {g['failed']} |")
+    lines.append(markdown_table(report))
     cols = [c for c in columns(report) if c != "dir"]
     lines += ["", "## Jobs", "", "| " + " | ".join(cols) + " |", "|" + "---|" * len(cols)]
     for r in report.jobs:
@@ -212,6 +218,11 @@ def _numeric(values: list) -> bool:
     return True
 
 
+def x_axis_key(report: SweepReport) -> str | None:
+    """The first swept value (other than the seed) that is numeric in every job: the x axis."""
+    return next((k for k in report.variant_keys if _numeric([g["variant"][k] for g in report.groups])), None)
+
+
 def plot(report: SweepReport, path: Path) -> None:
     """Score against a numeric swept key (LIMA's quantity plot, log2 axis), one line per other
     variant; otherwise one bar per variant (diversity, quality). Whiskers: the 95% interval."""
@@ -221,8 +232,7 @@ def plot(report: SweepReport, path: Path) -> None:
     import matplotlib.pyplot as plt
 
     groups = [g for g in report.groups if g["mean"] is not None]
-    keys = report.variant_keys
-    x_key = next((k for k in keys if _numeric([g["variant"][k] for g in report.groups])), None)
+    x_key = x_axis_key(report)
     fig, ax = plt.subplots(figsize=(6.4, 3.6))
     if not groups:
         ax.text(0.5, 0.5, "no finished job has a score yet", ha="center", va="center", transform=ax.transAxes)

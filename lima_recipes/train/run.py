@@ -72,7 +72,7 @@ def build_loggers(cfg: DictConfig, run_dir: Path, run_id: str, sweep: dict | Non
         loggers.append(
             WandbLogger(
                 project=cfg.logger.project, entity=cfg.logger.entity, name=f"{cfg.run.name}-{run_id}",
-                group=cfg.run.name, id=run_id, save_dir=str(run_dir), offline=mode == "offline",
+                group=cfg.run.name, job_type="train", id=run_id, save_dir=str(run_dir), offline=mode == "offline",
                 tags=list(dict.fromkeys(tags)), config=config,
             )
         )
