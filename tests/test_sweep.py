@@ -342,3 +342,14 @@ def test_dashboard_online_pushes_scores_and_saves_a_valid_wandb_report(tmp_path,
     assert [p.y for p in grid.panels[:4]] == [["train/loss"], ["val/loss"], ["train/lr"], ["train/tokens_per_sec"]]
     assert grid.runsets[0].filters == "Metric('Group') == 'ablation_diversity' and Metric('JobType') == 'train'"
     assert grid.panels[5].groupby.name == "data.name" and grid.panels[5].metrics[0].name == "eval/helpfulness"
+
+
+@pytest.mark.slow
+def test_the_sweep_runs_through_submitit_as_on_slurm(tmp_path):
+    """hydra/launcher=submitit_local: each job in its own process, as SLURM runs them."""
+    proc = multirun(tmp_path, "hydra/launcher=submitit_local", "data.max_examples=16", "run.seed=1")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    sweep = tmp_path / "out" / "ablation_smoke"
+    (job,) = manifest.read_jobs(sweep)
+    assert job["status"] == "done" and (Path(job["dir"]) / "COMPLETED").is_file()
+    assert [r["status"] for r in csv.DictReader((sweep / "report.csv").open())] == ["done"]
