@@ -32,3 +32,13 @@ class TrainingDivergedError(LimaError):
 
 class JudgeError(LimaError):
     """The judge cannot be reached or refused the request; finished verdicts stay cached."""
+
+
+def one_line(err: BaseException) -> str:
+    """An error as the one line a log or a marker file shows: every problem of a ConfigError,
+    the message of another user error, the type and first line of anything else."""
+    if isinstance(err, ConfigError):
+        return "; ".join(err.problems)
+    lines = str(err).strip().splitlines()
+    first = lines[0] if lines else ""
+    return first if isinstance(err, LimaError) else f"{type(err).__name__}: {first}".rstrip(": ")

@@ -93,6 +93,10 @@ def test_same_config_same_run_id_and_changes_change_it(compose_cfg):
 
     a, b, c = compose_cfg(), compose_cfg(), compose_cfg("trainer.max_epochs=3")
     assert config_hash(a) == config_hash(b) != config_hash(c)
+    # how a run is carried out or watched does not make it another run
+    same = compose_cfg("trainer.checkpoint_every_n_steps=10", "logger=wandb", "trainer.enable_progress_bar=false",
+                       "data.num_workers=2", "run.output_root=/elsewhere")
+    assert config_hash(same) == config_hash(a) != config_hash(compose_cfg("data.max_examples=16"))
 
 
 def test_a_typo_inside_a_preset_file_fails_at_compose_time(tmp_path):

@@ -237,3 +237,22 @@ def test_curating_with_no_inputs_at_all_is_an_error_not_an_empty_dataset(tmp_pat
     with pytest.raises(ConfigError, match=r"no source has an input: give curate.sources.<name>.path"):
         curate(cfg)
     assert not (tmp_path / "out").exists()
+
+
+def test_ablation_curation_presets_filtered_and_unfiltered_on_the_same_dump(tmp_path, dump):
+    """The quality ablation's two data sets from one dump: the unfiltered one keeps what LIMA's
+    rules drop, the filtered one does not."""
+    from lima_recipes.config import compose
+    from lima_recipes.curate.pipeline import curate
+
+    def run(preset):
+        cfg = compose([f"curate={preset}", f"curate.output={tmp_path}/{preset}/train.jsonl",
+                       f"curate.sources.stackexchange.path={dump}"], config_name="curate").curate
+        curate(cfg)
+        return [json.loads(line) for line in (tmp_path / preset / "train.jsonl").read_text().splitlines()]
+
+    filtered, unfiltered = run("ablation_stackexchange"), run("ablation_stackexchange_unfiltered")
+    lengths = [len(r["conversations"][1]) for r in unfiltered]
+    assert all(1200 <= len(r["conversations"][1]) <= 4096 for r in filtered)
+    assert len(unfiltered) > len(filtered) and (min(lengths) < 1200 or max(lengths) > 4096)
+    assert compose(["curate=ablation_wikihow"], config_name="curate").curate.sources.wikihow.target == 6000

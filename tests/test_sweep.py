@@ -15,6 +15,7 @@ from types import SimpleNamespace
 
 import pytest
 
+from lima_recipes.errors import ConfigError
 from lima_recipes.sweep import manifest
 from lima_recipes.sweep.report import build_report, t_interval
 
@@ -43,26 +44,26 @@ def test_t_interval_against_hand_computed_values():
     assert t_interval([])["mean"] is None
 
 
-def fake_job(sweep_dir: Path, num: int, swept: dict, status: str, **metrics) -> Path:
-    """A job folder as a finished (or failed) job leaves it, written by hand."""
+def fake_job(sweep_dir: Path, num: int, swept: dict, status: str, eval_key: str = "likert@1", **metrics) -> Path:
+    """A job folder as a job leaves it, written by hand. Failed and unfinished jobs carry a
+    COMPLETED from training with scores too (their evaluation is what failed or is running),
+    so only their status keeps them out of the averages."""
     run_dir = sweep_dir / f"job{num}"
     run_dir.mkdir(parents=True)
     examples = int(swept.get("data.max_examples", 40))
     (run_dir / "data_stats.json").write_text(json.dumps({"train": {"examples": examples}}))
-    if status == "unfinished":  # killed while training: nothing but its data statistics yet
-        pass
-    elif status == "failed":
+    scores = {k: v for k, v in metrics.items() if k != "val/loss"}
+    (run_dir / "COMPLETED").write_text(json.dumps({
+        "steps": examples // 8, "val/loss": metrics.get("val/loss"),
+        "evals": {eval_key: {"name": "likert", "finished": "2026-01-01", "scores": scores},
+                  "generate@0": {"name": "generate", "finished": "2026-01-02", "scores": {"helpfulness": 0.0}}}}))
+    if status == "failed":
         (run_dir / "FAILED").write_text(json.dumps({"error": "data.max_examples=64, but ... holds 40", "type": "ConfigError"}))
-    else:
-        scores = {k: v for k, v in metrics.items() if k != "val/loss"}
-        (run_dir / "COMPLETED").write_text(json.dumps({
-            "steps": examples // 8, "val/loss": metrics.get("val/loss"),
-            "evals": {"likert@1": {"name": "likert", "finished": "2026-01-01", "scores": scores}}}))
     overrides = [f"{k}={v}" for k, v in swept.items()]
     manifest.record_job(sweep_dir, num, run_dir, overrides)
     if status != "unfinished":
         job_file = sweep_dir / manifest.MANIFEST / "jobs" / f"{num:04d}.json"
-        job_file.write_text(json.dumps({**json.loads(job_file.read_text()), "status": status}))
+        job_file.write_text(json.dumps({**json.loads(job_file.read_text()), "status": status, "eval_key": eval_key}))
     return run_dir
 
 
@@ -73,7 +74,7 @@ def test_report_groups_seeds_marks_failures_and_writes_csv_md_png(tmp_path):
     fake_job(sweep, 1, {"data.max_examples": "16", "run.seed": "2"}, "done", helpfulness=4.0, **{"val/loss": 1.9})
     fake_job(sweep, 2, {"data.max_examples": "16", "run.seed": "3"}, "done", helpfulness=5.0, **{"val/loss": 1.8})
     fake_job(sweep, 3, {"data.max_examples": "32", "run.seed": "1"}, "skipped", helpfulness=4.5, **{"val/loss": 1.7})
-    fake_job(sweep, 4, {"data.max_examples": "32", "run.seed": "2"}, "failed")
+    fake_job(sweep, 4, {"data.max_examples": "32", "run.seed": "2"}, "failed", helpfulness=9.9)
     fake_job(sweep, 5, {"data.max_examples": "32", "run.seed": "3"}, "unfinished", helpfulness=9.9)
 
     report = build_report(sweep)
@@ -93,9 +94,11 @@ def test_report_groups_seeds_marks_failures_and_writes_csv_md_png(tmp_path):
     assert f"| data.max_examples=16 | 3 | 3 | 4 | [{4 - half:.4g}, {4 + half:.4g}] | 0 |" in md
     assert "| data.max_examples=32 | 3 | 1 | 4.5 | - | 1 |" in md and "Failed jobs keep their reason" in md
     assert (sweep / "report.png").stat().st_size > 5000
-    # another score on request, lower-is-better named as such
+    # another score on request, lower-is-better named as such; a score no job has is an error
     assert build_report(sweep, score="val/loss").groups[0]["mean"] == pytest.approx(1.9)
     assert "(lower is better)" in (sweep / "report.md").read_text()
+    with pytest.raises(ConfigError, match=r"score=helpfullness: no finished job has it; scores of this sweep: .*helpfulness"):
+        build_report(sweep, score="helpfullness")
 
 
 def test_report_reads_the_sweeps_wandb_group_when_online(tmp_path, monkeypatch):
@@ -191,11 +194,14 @@ def test_sweep_runs_skips_reruns_one_job_and_reports(tmp_path):
 @pytest.mark.slow
 def test_a_failed_job_is_recorded_and_the_others_finish(tmp_path):
     # 64 examples are more than the 40 the sample data holds: that job fails after composing.
-    proc = multirun(tmp_path, "data.max_examples=64,16", "run.seed=1")
+    # run.name follows the swept value, so each job trains in its own experiment folder, and the
+    # launch's folder (run.name of the unswept config) still lists both.
+    proc = multirun(tmp_path, "data.max_examples=64,16", "run.seed=1", "run.name=smoke_${data.max_examples}")
     assert proc.returncode == 1
-    sweep = tmp_path / "out" / "ablation_smoke"
+    sweep = tmp_path / "out" / "smoke_None"
     assert statuses(sweep) == ["failed", "done"]
     failed, done = manifest.read_jobs(sweep)
+    assert Path(failed["dir"]).parent.name == "smoke_64" and Path(done["dir"]).parent.name == "smoke_16"
     assert "data.max_examples=64, but data.path=" in json.loads((Path(failed["dir"]) / "FAILED").read_text())["error"]
     assert (Path(done["dir"]) / "COMPLETED").is_file()
     assert "error: job 0 (data.max_examples=64) failed: data.max_examples=64" in proc.stderr
@@ -204,23 +210,24 @@ def test_a_failed_job_is_recorded_and_the_others_finish(tmp_path):
 
 
 @pytest.mark.slow
-def test_ddp_jobs_inside_a_sweep_make_no_stray_directories(tmp_path):
+def test_ddp_jobs_inside_a_sweep_make_no_stray_directories_and_survive_a_failed_one(tmp_path):
+    # job 0 diverges (val/loss nan after one epoch) on both ranks; job 1 must still run
     work = tmp_path / "cwd"
     work.mkdir()
-    proc = multirun(tmp_path, "data.max_examples=16", "run.seed=1,2", "strategy=ddp", "trainer.devices=2",
-                    "trainer.accelerator=cpu", cwd=work)
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    proc = multirun(tmp_path, "optim.lr=1e30,3e-3", "data.max_examples=16", "run.seed=1", "strategy=ddp",
+                    "trainer.devices=2", "trainer.accelerator=cpu", cwd=work)
+    assert proc.returncode == 1, proc.stderr[-3000:]
     sweep = tmp_path / "out" / "ablation_smoke"
-    jobs = manifest.read_jobs(sweep)
-    assert statuses(sweep) == ["done", "done"]
+    diverged, trained = jobs = manifest.read_jobs(sweep)
+    assert statuses(sweep) == ["failed", "done"]
+    assert "val/loss is nan after epoch 1" in json.loads((Path(diverged["dir"]) / "FAILED").read_text())["error"]
     expected = {"_sweep", "multirun.yaml", "report.csv", "report.md", "report.png", *(j["run_id"] for j in jobs)}
     assert {p.name for p in sweep.iterdir()} == expected
     assert {p.name for p in (tmp_path / "out").iterdir()} == {"ablation_smoke"}
     assert list(work.iterdir()) == []  # nothing written where the command ran
-    for job in jobs:
-        run_dir = Path(job["dir"])
-        assert json.loads((run_dir / "COMPLETED").read_text())["steps"] == 2
-        assert (run_dir / "train_ddp_process_1.log").is_file()  # rank 1 ran this job, in this job's folder
+    run_dir = Path(trained["dir"])
+    assert json.loads((run_dir / "COMPLETED").read_text())["steps"] == 2
+    assert (run_dir / "train_ddp_process_1.log").is_file()  # rank 1 ran this job, in this job's folder
 
 
 # ---------------------------------------------------------------- the ablation presets

@@ -22,7 +22,7 @@ from lima_recipes.curate.budget import BadRecordBudget
 from lima_recipes.curate.stackexchange import SiteStats, site_candidates
 # The candidate cap is already reached at 1x, so any memory growth at 4x would come from the
 # streaming itself, which is what the ratio is meant to show.
-cfg = SimpleNamespace(candidates_per_group=1000, min_score=10, min_response_chars=1200, max_response_chars=4096)
+cfg = SimpleNamespace(candidates_per_group=1000, min_score=10, min_response_chars=1200, max_response_chars=4096, filters=True)
 start = time.perf_counter()
 out = site_candidates(Path(sys.argv[1]), cfg, random.Random(0), BadRecordBudget(100), SiteStats())
 seconds = time.perf_counter() - start

@@ -20,16 +20,27 @@ def asset_path(relative: str) -> str:
 # so `make train eval=dev_select` finds the run that `make train` wrote instead of retraining.
 AFTER_TRAINING_KEYS = ("eval", "judge", "prompts", "preview")
 
+# Settings that change how a run is carried out or watched, not what it trains: re-running an
+# interrupted job with more frequent checkpoints, another logger or a progress bar resumes it.
+OPERATIONAL_KEYS = ("run.output_root", "logger", "data.cache_dir", "data.num_workers", "trainer.enable_progress_bar",
+                    "trainer.log_every_n_steps", "trainer.checkpoint_every_n_steps")
+
 
 def config_hash(cfg: DictConfig, length: int = 10) -> str:
-    """Short stable hash of the resolved config without its `hydra` node or after-training keys.
+    """Short stable hash of the resolved config without its `hydra` node, after-training keys or
+    operational settings.
 
     Excluding hydra keeps the id identical for the same experiment whatever the launcher,
     the output directory or the DDP re-launch overrides say.
     """
     container = OmegaConf.to_container(cfg, resolve=False)
-    for key in ("hydra", *AFTER_TRAINING_KEYS):
-        container.pop(key, None)
+    for key in ("hydra", *AFTER_TRAINING_KEYS, *OPERATIONAL_KEYS):
+        *parents, leaf = key.split(".")
+        node = container
+        for parent in parents:
+            node = node.get(parent) if isinstance(node, dict) else None
+        if isinstance(node, dict):
+            node.pop(leaf, None)
     plain = OmegaConf.create(container)
     resolved = OmegaConf.to_container(plain, resolve=True)
     blob = json.dumps(resolved, sort_keys=True, default=str).encode()

@@ -28,6 +28,9 @@ class ResumableLoader(DataLoader):
         return {"epoch": epoch, "steps_done": steps_done}
 
     def load_state_dict(self, state: dict) -> None:
+        # Lightning creates the iterator before it sets the sampler's epoch; with worker
+        # processes the first micro-batches are drawn right then, so the epoch is set here too.
+        self.sampler.set_epoch(state["epoch"])
         self.sampler.resume_at(state["epoch"], state["steps_done"])
 
 
@@ -54,6 +57,9 @@ class LimaDataModule(L.LightningDataModule):
         # batch_size=None: the sampler yields whole micro-batches and the dataset pads them.
         options = dict(sampler=sampler, batch_size=None, num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
         if shuffle:
+            # The epoch a resumed run continues with (0 on a fresh run), set before Lightning
+            # creates the first iterator, for the same reason as in load_state_dict.
+            sampler.set_epoch(self.trainer.fit_loop.epoch_progress.current.processed if self.trainer is not None else 0)
             return ResumableLoader(dataset, position=self._position, **options)
         return DataLoader(dataset, **options)
 

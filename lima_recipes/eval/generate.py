@@ -15,7 +15,7 @@ from pathlib import Path
 import torch
 from rich.progress import Progress
 
-from lima_recipes.errors import WeightsNotFoundError
+from lima_recipes.errors import TrainingDivergedError, WeightsNotFoundError
 from lima_recipes.eval.prompts import Prompt
 
 
@@ -77,11 +77,18 @@ def generate(prompts: list[Prompt], model, tokenizer, eos_token_id, generation_c
             batch = order[start : start + batch_size]
             encoded = tokenizer([texts[i] for i in batch], return_tensors="pt", padding=True, add_special_tokens=False)
             torch.manual_seed(seed * 100_003 + batch[0])
-            with torch.no_grad():
-                output = model.generate(
-                    **encoded, **decoding, num_return_sequences=num_samples,
-                    eos_token_id=eos_token_id, pad_token_id=tokenizer.pad_token_id,
-                )
+            try:
+                with torch.no_grad():
+                    output = model.generate(
+                        **encoded, **decoding, num_return_sequences=num_samples,
+                        eos_token_id=eos_token_id, pad_token_id=tokenizer.pad_token_id,
+                    )
+            except RuntimeError as err:
+                if "probability tensor contains" not in str(err):
+                    raise
+                raise TrainingDivergedError(f"{model_name or 'the model'}: sampling failed, its next-token probabilities hold "
+                                            "inf or nan: the weights have diverged (see train/loss and val/loss in the run's "
+                                            "metrics.csv)") from None
             new_tokens = output[:, encoded["input_ids"].shape[1]:]
             for row, tokens in enumerate(new_tokens):
                 index = batch[row // num_samples]

@@ -149,7 +149,12 @@ class CausalLMModule(L.LightningModule):
     def on_validation_epoch_end(self) -> None:
         totals = self.trainer.strategy.reduce(torch.stack([self._val_sum, self._val_count.float()]).to(self.device), reduce_op="sum")
         if totals[1] > 0:
-            self.log("val/loss", totals[0] / totals[1], prog_bar=True, sync_dist=False)
+            loss = totals[0] / totals[1]
+            if not torch.isfinite(loss):
+                # The train loss can stay finite a step longer than the weights do (normalised
+                # activations); a non-finite dev loss means the model is already broken.
+                raise TrainingDivergedError(f"val/loss is {float(loss)} after epoch {self.current_epoch + 1}; the weights have diverged")
+            self.log("val/loss", loss, prog_bar=True, sync_dist=False)
         self._val_sum = torch.zeros(())
         self._val_count = torch.zeros(())
 

@@ -8,6 +8,7 @@ hold runs of earlier launches; the manifest says which jobs belong to the latest
 from __future__ import annotations
 
 import json
+import os
 import shutil
 import sys
 from datetime import datetime, timezone
@@ -16,6 +17,16 @@ from pathlib import Path
 from lima_recipes.io import write_atomically
 
 MANIFEST = "_sweep"
+
+SWEEP_DIR_ENV = "LIMA_SWEEP_DIR"
+"""The launch's sweep directory, for its jobs: Hydra resolves hydra.sweep.dir again for every job,
+and a job whose swept value changes run.name (data=a,b with run.name=${model.name}-${data.name})
+would otherwise record itself in another folder's manifest. SLURM jobs inherit it (sbatch
+exports the environment)."""
+
+
+def sweep_dir(hydra_cfg) -> Path:
+    return Path(os.environ.get(SWEEP_DIR_ENV) or hydra_cfg.sweep.dir)
 
 
 def parse_overrides(overrides: list[str]):

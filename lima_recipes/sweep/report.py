@@ -80,8 +80,13 @@ def job_row(job: dict) -> dict:
     for key in ("steps", "train/loss", "val/loss"):
         if key in done:
             row[key] = done[key]
-    evals = sorted(done.get("evals", {}).values(), key=lambda e: e.get("finished", ""))
-    for evaluation in evals:  # the latest evaluation wins where two report the same score
+    evals = done.get("evals", {})
+    # The evaluation this launch asked for; jobs that differ only in evaluation settings share
+    # one trained folder, and its COMPLETED holds each of their evaluations.
+    evaluation = evals.get(job["eval_key"]) if job.get("eval_key") else None
+    if evaluation is None and not job.get("eval_key") and evals:
+        evaluation = max(evals.values(), key=lambda e: e.get("finished", ""))
+    if evaluation is not None:
         row.update({k: v for k, v in evaluation.get("scores", {}).items() if isinstance(v, (int, float)) or v is None})
     if row["status"] == "failed":
         failure = read_marker(run_dir, FAILED) or {}
@@ -91,8 +96,11 @@ def job_row(job: dict) -> dict:
 
 
 def choose_score(rows: list[dict], requested: str | None) -> str | None:
-    present = {k for r in rows if r["status"] in ("done", "skipped") for k, v in r.items() if isinstance(v, (int, float))}
+    present = {k for r in rows if r["status"] in ("done", "skipped") for k, v in r.items()
+               if isinstance(v, (int, float)) and not isinstance(v, bool) and k != "job"}
     if requested:
+        if rows and requested not in present:
+            raise ConfigError(f"score={requested}: no finished job has it; scores of this sweep: {', '.join(sorted(present)) or 'none yet'}")
         return requested
     return next((name for name, _ in SCORES if name in present), None)
 
@@ -203,6 +211,8 @@ def write_report(report: SweepReport) -> list[Path]:
     writer = csv.DictWriter(buffer, fieldnames=cols, extrasaction="ignore", lineterminator="\n")
     writer.writeheader()
     writer.writerows(report.jobs)
+    from lima_recipes.sweep.plot import plot
+
     paths = [report.sweep_dir / "report.csv", report.sweep_dir / "report.md", report.sweep_dir / "report.png"]
     write_atomically(paths[0], buffer.getvalue())
     plot(report, paths[2])
@@ -221,54 +231,6 @@ def _numeric(values: list) -> bool:
 def x_axis_key(report: SweepReport) -> str | None:
     """The first swept value (other than the seed) that is numeric in every job: the x axis."""
     return next((k for k in report.variant_keys if _numeric([g["variant"][k] for g in report.groups])), None)
-
-
-def plot(report: SweepReport, path: Path) -> None:
-    """Score against a numeric swept key (LIMA's quantity plot, log2 axis), one line per other
-    variant; otherwise one bar per variant (diversity, quality). Whiskers: the 95% interval."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    groups = [g for g in report.groups if g["mean"] is not None]
-    x_key = x_axis_key(report)
-    fig, ax = plt.subplots(figsize=(6.4, 3.6))
-    if not groups:
-        ax.text(0.5, 0.5, "no finished job has a score yet", ha="center", va="center", transform=ax.transAxes)
-        ax.set_axis_off()
-    elif x_key is not None:
-        series: dict[str, list[dict]] = {}
-        all_x = [float(g["variant"][x_key]) for g in groups]
-        for g in groups:
-            series.setdefault(variant_label({k: v for k, v in g["variant"].items() if k != x_key}), []).append(g)
-        for label, members in series.items():
-            members.sort(key=lambda g: float(g["variant"][x_key]))
-            xs = [float(g["variant"][x_key]) for g in members]
-            ys = [g["mean"] for g in members]
-            err = [[0 if g["ci95"][0] is None else g["mean"] - g["ci95"][0] for g in members],
-                   [0 if g["ci95"][1] is None else g["ci95"][1] - g["mean"] for g in members]]
-            ax.errorbar(xs, ys, yerr=err, marker="o", capsize=4, label=label)
-        if min(all_x) > 0 and max(all_x) / min(all_x) >= 4:
-            ax.set_xscale("log", base=2)
-        ax.set_xlabel(x_key)
-        if len(series) > 1:
-            ax.legend(frameon=False, fontsize=8)
-    else:
-        labels = [variant_label(g["variant"]) for g in groups]
-        means = [g["mean"] for g in groups]
-        err = [[0 if g["ci95"][0] is None else g["mean"] - g["ci95"][0] for g in groups],
-               [0 if g["ci95"][1] is None else g["ci95"][1] - g["mean"] for g in groups]]
-        ax.bar(range(len(groups)), means, yerr=err, capsize=4, color="#1971c2")
-        ax.set_xticks(range(len(groups)), labels, rotation=20, ha="right", fontsize=8)
-    if groups:
-        direction = "lower is better" if report.score in LOWER_IS_BETTER else "higher is better"
-        ax.set_ylabel(f"{report.score} ({direction})")
-        ax.set_title(f"{report.sweep_dir.name}: mean over seeds, 95% interval", fontsize=10)
-    fig.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(path, dpi=120)
-    plt.close(fig)
 
 
 def print_summary(report: SweepReport) -> None:

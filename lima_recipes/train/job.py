@@ -18,7 +18,7 @@ from pathlib import Path
 
 from omegaconf import DictConfig, OmegaConf
 
-from lima_recipes.errors import ConfigError, LimaError
+from lima_recipes.errors import LimaError, one_line
 from lima_recipes.io import write_atomically
 from lima_recipes.train.run import COMPLETED, run_training
 
@@ -51,7 +51,8 @@ def is_finished(run_dir: Path, key: str | None) -> bool:
     return done is not None and (key is None or key in done.get("evals", {}))
 
 
-def _is_global_zero() -> bool:
+def is_global_zero() -> bool:
+    """Rank 0 of the job, the one that evaluates and writes markers (DDP, SLURM tasks)."""
     from lightning.fabric.utilities.rank_zero import rank_zero_only
 
     return getattr(rank_zero_only, "rank", 0) == 0
@@ -62,20 +63,22 @@ def run_job(cfg: DictConfig, run_dir: str | Path, sweep: dict | None = None) -> 
     run_dir = Path(run_dir)
     key = eval_key(cfg)
     if is_finished(run_dir, key):
-        log.info("%s is finished (its COMPLETED file); delete that file to run the job again", run_dir)
+        log.info("%s is finished; delete its COMPLETED file to export and evaluate again (its folder, to train again)", run_dir)
         return {**read_marker(run_dir), "skipped": True}
     try:
         result = run_training(cfg, run_dir, sweep=sweep)
-        if key is not None and _is_global_zero():
+        if key is not None and is_global_zero():
             from lima_recipes.eval.app import evaluate_after_training
 
             evaluation = evaluate_after_training(cfg, run_dir)
             result = record_evaluation(run_dir, key, cfg.eval.name, evaluation)
-    except BaseException as err:
-        if _is_global_zero() and not isinstance(err, KeyboardInterrupt):
+    except Exception as err:
+        # Only failures: a SystemExit (SLURM preemption, submitit's requeue) or a Ctrl-C
+        # interrupts a job that will resume, it does not fail it.
+        if is_global_zero():
             record_failure(run_dir, err)
         raise
-    if _is_global_zero():
+    if is_global_zero():
         (run_dir / FAILED).unlink(missing_ok=True)
     return result
 
@@ -89,8 +92,7 @@ def record_evaluation(run_dir: Path, key: str, name: str, evaluation: dict) -> d
 
 def record_failure(run_dir: Path, err: BaseException) -> None:
     """Why the job stopped: the one-line message for user errors, the traceback's tail otherwise."""
-    message = "; ".join(err.problems) if isinstance(err, ConfigError) else (str(err).splitlines() or [type(err).__name__])[0]
-    detail = {"error": message, "type": type(err).__name__, "time": _now()}
+    detail = {"error": one_line(err), "type": type(err).__name__, "time": _now()}
     if not isinstance(err, LimaError):
         detail["traceback"] = "".join(traceback.format_exception(err))[-4000:]
     run_dir.mkdir(parents=True, exist_ok=True)

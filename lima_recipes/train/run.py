@@ -33,7 +33,7 @@ from lima_recipes.model.export import export_model, load_checkpoint_weights, str
 from lima_recipes.model.module import CausalLMModule
 from lima_recipes.stats import length_summary
 from lima_recipes.train.callbacks import EpochCheckpoint
-from lima_recipes.train.csv_log import AppendingCSVLogger
+from lima_recipes.train.csv_log import AppendingCSVLogger, ForgetLogsAfterCheckpoint
 from lima_recipes.train.strategies import build_strategy, keeps_fp32_master_weights, uses_cpu_adam, uses_hf_checkpointing
 
 log = logging.getLogger(__name__)
@@ -58,10 +58,11 @@ def check_accelerator(cfg: DictConfig) -> None:
 
 
 def build_loggers(cfg: DictConfig, run_dir: Path, run_id: str, sweep: dict | None = None) -> list:
-    """CSV always; W&B when asked, in the group of the experiment (one group per sweep), with the
+    """CSV always; W&B when asked, in the group of its sweep (else of its experiment), with the
     values a sweep varies as `key=value` tags and under `sweep` in the config, so W&B's table and
     parallel-coordinates views line up without hand work."""
-    loggers = [AppendingCSVLogger(save_dir=str(run_dir), name="", version="")]
+    # Every step's row reaches the file at once: a killed job keeps its curve up to the kill.
+    loggers = [AppendingCSVLogger(save_dir=str(run_dir), name="", version="", flush_logs_every_n_steps=1)]
     if cfg.logger.wandb:
         mode = cfg.logger.mode or ("online" if os.environ.get("WANDB_API_KEY") else "offline")
         config = OmegaConf.to_container(cfg, resolve=True)
@@ -72,7 +73,8 @@ def build_loggers(cfg: DictConfig, run_dir: Path, run_id: str, sweep: dict | Non
         loggers.append(
             WandbLogger(
                 project=cfg.logger.project, entity=cfg.logger.entity, name=f"{cfg.run.name}-{run_id}",
-                group=cfg.run.name, job_type="train", id=run_id, save_dir=str(run_dir), offline=mode == "offline",
+                group=sweep["name"] if sweep else cfg.run.name, job_type="train", id=run_id, save_dir=str(run_dir),
+                offline=mode == "offline",
                 tags=list(dict.fromkeys(tags)), config=config,
             )
         )
@@ -114,7 +116,7 @@ def run_training(cfg: DictConfig, run_dir: str | Path, sweep: dict | None = None
     run_dir = Path(run_dir)
     run_id = config_hash(cfg)
     if (run_dir / COMPLETED).is_file():
-        log.info("%s is complete; remove its COMPLETED file to train again", run_dir)
+        log.info("%s is trained; delete its COMPLETED file to export again (its folder, to train again)", run_dir)
         return json.loads((run_dir / COMPLETED).read_text())
     template, tokenizer, train_set, dev_set, shape = prepare(cfg)
     L.seed_everything(cfg.run.seed, workers=True, verbose=False)
@@ -138,7 +140,7 @@ def run_training(cfg: DictConfig, run_dir: str | Path, sweep: dict | None = None
     )
     checkpoints = EpochCheckpoint(run_dir / "checkpoints", list(cfg.trainer.checkpoint_epochs), cfg.trainer.save_last,
                                   cfg.trainer.checkpoint_every_n_steps)
-    callbacks: list[L.Callback] = [checkpoints]
+    callbacks: list[L.Callback] = [checkpoints, ForgetLogsAfterCheckpoint()]
     if cfg.trainer.enable_progress_bar:
         callbacks.append(RichProgressBar() if _rich_terminal() else TQDMProgressBar(refresh_rate=max(1, shape.accumulation)))
     trainer = L.Trainer(
@@ -164,14 +166,19 @@ def run_training(cfg: DictConfig, run_dir: str | Path, sweep: dict | None = None
         default_root_dir=str(run_dir),
         enable_model_summary=False,
     )
+    failed = True
     try:
-        return fit_and_export(cfg, run_dir, run_id, trainer, module, datamodule, checkpoints, tokenizer, template)
+        result = fit_and_export(cfg, run_dir, run_id, trainer, module, datamodule, checkpoints, tokenizer, template)
+        failed = False
+        return result
     finally:
         # Jobs of a sweep share one process: each must close its W&B run, or the next job's
-        # logger would write into it.
-        for logger in loggers:
-            if isinstance(logger, WandbLogger) and logger._experiment is not None:
-                logger.experiment.finish()
+        # logger would write into it; a failed job's run is marked failed.
+        if cfg.logger.wandb:
+            import wandb
+
+            if wandb.run is not None:
+                wandb.finish(exit_code=1 if failed else 0)
 
 
 def fit_and_export(cfg, run_dir: Path, run_id: str, trainer: L.Trainer, module, datamodule, checkpoints, tokenizer, template) -> dict:
