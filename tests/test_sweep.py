@@ -135,7 +135,7 @@ def test_report_reads_the_sweeps_wandb_group_when_online(tmp_path, monkeypatch):
 def test_slurm_launcher_takes_gpus_and_nodes_from_the_trainer_config():
     from lima_recipes.config import compose
 
-    cfg = compose(["hydra/launcher=slurm", "experiment=lima7b", "trainer.devices=8", "trainer.num_nodes=2",
+    cfg = compose(["hydra/launcher=submitit_slurm", "experiment=lima7b", "trainer.devices=8", "trainer.num_nodes=2",
                    "hydra.launcher.partition=gpu", "hydra.launcher.timeout_min=600"], return_hydra_config=True)
     launcher = cfg.hydra.launcher
     assert launcher._target_.endswith("SlurmLauncher")
