@@ -63,7 +63,8 @@ generate: env ## responses with LIMA decoding: make generate run=<run dir> promp
 eval: env ## judge generations: make eval eval=pairwise judge=openai ours=<jsonl> baseline=<jsonl>; eval=dev_select run=<run>
 	$(PY) recipes/eval.py $(OVERRIDES) $(ARGS)
 
-bench: env ## measured figures (curation MB/s, memory at 1x vs 4x input) -> outputs/bench/*.json
+bench: env ## ours against a plain loop, HF Trainer and TRL (CPU, < 10 min) -> outputs/bench/*.json, docs/benchmarks.md
+	$(PY) -m pip install -q -e ".[bench]"
 	$(PY) recipes/bench.py $(ARGS)
 
 test: env ## run the whole test suite (CPU, a few minutes)

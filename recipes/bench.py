@@ -1,5 +1,6 @@
-"""`make bench`: measured figures, each the median of repeats after a warm-up, written to JSON
-with the versions, core count and git commit. Sections are added as the paths land."""
+"""`make bench`: measured figures against what users would pick instead, each the median of
+repeats after a warm-up, written to JSON (with versions, cores and git commit) and to
+docs/benchmarks.md with a chart. `--quick` runs every section at toy size (the smoke test)."""
 
 from __future__ import annotations
 
@@ -8,11 +9,10 @@ import json
 import os
 import platform
 import subprocess
+import sys
+import tempfile
 import time
 from pathlib import Path
-
-from rich.console import Console
-from rich.table import Table
 
 
 def environment() -> dict:
@@ -24,37 +24,82 @@ def environment() -> dict:
         commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True).stdout.strip()
     except (OSError, subprocess.CalledProcessError):
         commit = "unknown"
+    try:
+        import trl
+
+        trl_version = trl.__version__
+    except ImportError:
+        trl_version = None
     return {"torch": torch.__version__, "transformers": transformers.__version__, "lightning": lightning.__version__,
-            "python": platform.python_version(), "cores": os.cpu_count(), "git_commit": commit}
+            "trl": trl_version, "python": platform.python_version(), "machine": platform.machine(), "cores": os.cpu_count(),
+            "cuda": torch.cuda.is_available(), "git_commit": commit, "date": time.strftime("%Y-%m-%d")}
+
+
+SIZES = {
+    # section: (full, quick) keyword arguments
+    "step_overhead": ({}, {"steps": 2, "windows": 3, "rounds": 1, "batch": 2, "length": 64}),
+    "lima_mix": ({}, {"scale": 0.032, "global_batch": 4, "micro_batch": 2, "window_steps": 1, "slow_window_steps": 1}),
+    "data_prep": ({}, {"scale": 0.05}),
+    "startup": ({}, {"repeats": 1, "warmup": False}),
+    "generation": ({}, {"max_new_tokens": 4, "max_prompts": 3}),
+    "curation": ({"megabytes": 8.0, "scale": 4, "repeats": 3}, {"megabytes": 0.3, "scale": 2, "repeats": 1}),
+}
+
+
+def run_sections(quick: bool, only: list[str] | None, workdir: Path) -> dict:
+    from lima_recipes.bench.curation import bench_curation
+    from lima_recipes.bench.data_prep import bench_data_prep
+    from lima_recipes.bench.generation import bench_generation
+    from lima_recipes.bench.startup import bench_startup
+    from lima_recipes.bench.training import lima_mix_throughput, memory_section, step_overhead
+
+    size = {name: sizes[1 if quick else 0] for name, sizes in SIZES.items()}
+    wanted = lambda name: only is None or name in only  # noqa: E731
+    report: dict = {}
+    steps = [
+        ("curation", lambda: bench_curation(**size["curation"])),  # before torch is imported here
+        ("step_overhead", lambda: step_overhead(workdir / "step", **size["step_overhead"])),
+        ("lima_mix", lambda: lima_mix_throughput(workdir / "mix", **size["lima_mix"])),
+        ("data_prep", lambda: bench_data_prep(workdir / "data", **size["data_prep"])),
+        ("startup", lambda: bench_startup(**size["startup"])),
+        ("generation", lambda: bench_generation(workdir / "generation", **size["generation"])),
+    ]
+    for name, run in steps:
+        if wanted(name):
+            started = time.perf_counter()
+            print(f"bench: {name} ...", file=sys.stderr, flush=True)
+            report[name] = run()
+            report[name]["section_seconds"] = time.perf_counter() - started
+    if "lima_mix" in report:
+        report["memory"] = memory_section(workdir / "mix", report["lima_mix"], micro_batch=report["lima_mix"]["mix"]["micro_batch"])
+    return report
 
 
 def main() -> None:
-    from lima_recipes.bench.curation import bench_curation
+    from lima_recipes.bench.report import print_table, write_docs
 
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, default=Path("outputs/bench"))
-    parser.add_argument("--curation-mb", type=float, default=8.0)
-    parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--docs", type=Path, default=Path("docs"), help="where benchmarks.md and its chart go (not with --quick)")
+    parser.add_argument("--quick", action="store_true", help="every section at toy size: checks the bench, measures nothing useful")
+    parser.add_argument("--only", nargs="*", choices=list(SIZES), help="run only these sections")
     args = parser.parse_args()
 
-    curation = bench_curation(args.curation_mb, 4, args.repeats)
-    report = {"environment": environment(), "curation": curation}  # torch imported after measuring
+    started = time.perf_counter()
+    with tempfile.TemporaryDirectory() as tmp:
+        report = run_sections(args.quick, args.only, Path(tmp))
+    report = {"environment": environment(), "command": "make bench" + (" ARGS=--quick" if args.quick else ""), **report}
+    report["gpu"] = {"note": "CUDA found, but the GPU section (bf16 MFU under FSDP and ZeRO-3) is not built yet"
+                     if report["environment"]["cuda"] else "no CUDA on this machine: skipped"}
+    report["total_seconds"] = time.perf_counter() - started
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / f"bench-{time.strftime('%Y%m%d-%H%M%S')}.json"
     path.write_text(json.dumps(report, indent=2))
-
-    cur = report["curation"]
-    table = Table(title="curation: Stack Exchange XML (median of repeats, min-max)")
-    for column in ("input", "MB", "MB/s", "peak RSS MB", "candidates"):
-        table.add_column(column, justify="right")
-    for label in ("1x", "4x"):
-        r = cur[label]
-        table.add_row(label, f"{r['input_mb']:.1f}", f"{r['mb_per_s']['median']:.2f} ({r['mb_per_s']['min']:.2f}-{r['mb_per_s']['max']:.2f})",
-                      f"{r['peak_rss_mb']['median']:.0f} ({r['peak_rss_mb']['min']:.0f}-{r['peak_rss_mb']['max']:.0f})", str(r["candidates"]))
-    console = Console()
-    console.print(table)
-    console.print(f"peak memory at {cur['input_ratio']:.1f}x the input: {cur['peak_memory_ratio']:.2f}x (flat is 1.0)")
-    console.print(f"wrote {path}")
+    print_table(report)
+    print(f"wrote {path} ({report['total_seconds']:.0f} s)")
+    if not args.quick and args.only is None:
+        for written in write_docs(report, "make bench", args.docs):
+            print(f"wrote {written}")
 
 
 if __name__ == "__main__":

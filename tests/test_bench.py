@@ -2,6 +2,15 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[1]
+
 
 def test_curation_bench_reports_throughput_and_memory_at_both_sizes():
     from lima_recipes.bench.curation import bench_curation
@@ -12,3 +21,53 @@ def test_curation_bench_reports_throughput_and_memory_at_both_sizes():
     for size in ("1x", "2x"):
         assert result[size]["mb_per_s"]["median"] > 0 and result[size]["peak_rss_mb"]["median"] > 0
         assert result[size]["candidates"] > 0
+
+
+def test_lima_like_mix_follows_table_1():
+    import numpy as np
+    from transformers import AutoTokenizer
+
+    from lima_recipes.bench.lima_mix import TABLE1, lima_like_mix
+    from lima_recipes.config.resolvers import asset_path
+
+    tokenizer = AutoTokenizer.from_pretrained(asset_path("tiny_tokenizer"))
+    records = lima_like_mix(tokenizer, scale=0.5, seed=0)
+    assert len(records) == 500 and lima_like_mix(tokenizer, scale=0.5, seed=0) == records
+    count = lambda text: len(tokenizer(text, add_special_tokens=False)["input_ids"])  # noqa: E731
+    for source, examples, prompt_mean, response_mean in TABLE1:
+        lengths = np.array([[count(t) for t in r["conversations"]] for r in records if r["source"] == source])
+        assert len(lengths) == examples // 2
+        assert lengths.sum(axis=1).max() <= 2048  # cut at 2,048 tokens
+        if response_mean < 1000:  # long responses are pulled down by the cut
+            assert lengths[:, 1].mean() == pytest.approx(response_mean, rel=0.25), source
+        assert lengths[:, 0].mean() == pytest.approx(prompt_mean, rel=0.3), source
+
+
+@pytest.mark.slow
+def test_every_section_runs_at_toy_size_and_reports_positive_figures(tmp_path):
+    proc = subprocess.run([sys.executable, "recipes/bench.py", "--quick", "--out", str(tmp_path)], cwd=ROOT,
+                          capture_output=True, text=True, timeout=900)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    (path,) = tmp_path.glob("bench-*.json")
+    report = json.loads(path.read_text())
+    env = report["environment"]
+    assert env["cores"] >= 1 and env["torch"] and env["transformers"] and env["lightning"] and env["git_commit"]
+    step = report["step_overhead"]["variants"]
+    assert set(step) == {"plain PyTorch loop", "ours (make train)", "ours, CSV logging only", "HF Trainer"}
+    for r in step.values():
+        assert r["seconds_per_step"]["median"] > 0 and r["seconds_per_step"]["n"] >= 3 and r["peak_rss_mb"] > 0
+    mix = report["lima_mix"]
+    assert len(mix["variants"]) == 4 and {t["name"] for t in mix["targets"]} >= {"our padding <= 5%"}
+    for r in mix["variants"].values():
+        assert r["trained_tokens_per_s"]["median"] > 0 and r["trained_tokens"] > 0 and 0 <= r["pad_fraction"] < 1
+    assert mix["variants"]["TRL SFTTrainer (padding_free)"]["pad_fraction"] == 0
+    assert report["data_prep"]["cold_examples_per_s"]["median"] > 0 and report["data_prep"]["cached_speedup"]["median"] > 0
+    assert set(report["startup"]["phases"]) == {"imports", "compose and validate", "data", "model and trainer set-up",
+                                                "first optimizer step"}
+    assert all(p["median"] > 0 for p in report["startup"]["phases"].values())
+    assert report["memory"]["plan"]["total_mb"] > 0 and report["memory"]["before_training_rss_mb"] > 0
+    gen = report["generation"]
+    assert gen["batched_responses_per_s"]["median"] > 0 and gen["one_by_one_responses_per_s"]["median"] > 0
+    assert gen["same_outputs"] is True
+    assert report["curation"]["1x"]["mb_per_s"]["median"] > 0
+    assert "target" in proc.stdout and "8 GPU" in proc.stdout

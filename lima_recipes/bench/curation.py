@@ -6,12 +6,12 @@ Each measurement runs in a fresh process, so its peak resident memory (VmHWM) is
 from __future__ import annotations
 
 import json
-import statistics
 import subprocess
 import sys
 import tempfile
 from pathlib import Path
 
+from lima_recipes.bench.measure import spread
 from lima_recipes.bench.synthetic import write_site
 
 _CHILD = r"""
@@ -38,10 +38,6 @@ def _run(folder: Path) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def _spread(values: list[float]) -> dict:
-    return {"median": statistics.median(values), "min": min(values), "max": max(values)}
-
-
 def bench_curation(megabytes: float = 8.0, scale: int = 4, repeats: int = 3) -> dict:
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
@@ -53,8 +49,8 @@ def bench_curation(megabytes: float = 8.0, scale: int = 4, repeats: int = 3) -> 
             mb = nbytes / 1024 / 1024
             results[label] = {
                 "input_mb": round(mb, 2),
-                "mb_per_s": _spread([mb / r["seconds"] for r in runs]),
-                "peak_rss_mb": _spread([r["peak_rss_mb"] for r in runs]),
+                "mb_per_s": spread([mb / r["seconds"] for r in runs]),
+                "peak_rss_mb": spread([r["peak_rss_mb"] for r in runs]),
                 "candidates": runs[0]["candidates"],
             }
     big = results[f"{scale}x"]

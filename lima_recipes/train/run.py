@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
 
@@ -112,12 +113,23 @@ def total_steps(cfg: DictConfig, shape: BatchShape, num_examples: int) -> int:
     return shape.steps_per_epoch(num_examples) * cfg.trainer.max_epochs
 
 
-def run_training(cfg: DictConfig, run_dir: str | Path, sweep: dict | None = None) -> dict:
-    run_dir = Path(run_dir)
+@dataclass
+class Assembled:
+    """Everything `make train` builds before `fit`: what a run (and the benchmark) executes."""
+
+    trainer: L.Trainer
+    module: CausalLMModule
+    datamodule: LimaDataModule
+    checkpoints: EpochCheckpoint
+    tokenizer: object
+    template: object
+    loggers: list
+    run_id: str
+    train_set: object
+
+
+def assemble(cfg: DictConfig, run_dir: Path, sweep: dict | None = None, extra_callbacks: tuple = ()) -> Assembled:
     run_id = config_hash(cfg)
-    if (run_dir / COMPLETED).is_file():
-        log.info("%s is trained; delete its COMPLETED file to export again (its folder, to train again)", run_dir)
-        return json.loads((run_dir / COMPLETED).read_text())
     template, tokenizer, train_set, dev_set, shape = prepare(cfg)
     L.seed_everything(cfg.run.seed, workers=True, verbose=False)
     steps = total_steps(cfg, shape, len(train_set))
@@ -140,9 +152,10 @@ def run_training(cfg: DictConfig, run_dir: str | Path, sweep: dict | None = None
     )
     checkpoints = EpochCheckpoint(run_dir / "checkpoints", list(cfg.trainer.checkpoint_epochs), cfg.trainer.save_last,
                                   cfg.trainer.checkpoint_every_n_steps)
-    callbacks: list[L.Callback] = [checkpoints, ForgetLogsAfterCheckpoint()]
+    callbacks: list[L.Callback] = [checkpoints, ForgetLogsAfterCheckpoint(), *extra_callbacks]
     if cfg.trainer.enable_progress_bar:
         callbacks.append(RichProgressBar() if _rich_terminal() else TQDMProgressBar(refresh_rate=max(1, shape.accumulation)))
+    loggers = build_loggers(cfg, run_dir, run_id, sweep)
     trainer = L.Trainer(
         accelerator=cfg.trainer.accelerator,
         devices=cfg.trainer.devices,
@@ -153,7 +166,7 @@ def run_training(cfg: DictConfig, run_dir: str | Path, sweep: dict | None = None
         max_steps=cfg.trainer.max_steps,
         accumulate_grad_batches=shape.accumulation,
         gradient_clip_val=cfg.optim.gradient_clip_val,
-        logger=(loggers := build_loggers(cfg, run_dir, run_id, sweep)),
+        logger=loggers,
         callbacks=callbacks,
         enable_checkpointing=False,
         enable_progress_bar=cfg.trainer.enable_progress_bar,
@@ -166,9 +179,19 @@ def run_training(cfg: DictConfig, run_dir: str | Path, sweep: dict | None = None
         default_root_dir=str(run_dir),
         enable_model_summary=False,
     )
+    return Assembled(trainer, module, datamodule, checkpoints, tokenizer, template, loggers, run_id, train_set)
+
+
+def run_training(cfg: DictConfig, run_dir: str | Path, sweep: dict | None = None) -> dict:
+    run_dir = Path(run_dir)
+    if (run_dir / COMPLETED).is_file():
+        log.info("%s is trained; delete its COMPLETED file to export again (its folder, to train again)", run_dir)
+        return json.loads((run_dir / COMPLETED).read_text())
+    run = assemble(cfg, run_dir, sweep)
     failed = True
     try:
-        result = fit_and_export(cfg, run_dir, run_id, trainer, module, datamodule, checkpoints, tokenizer, template)
+        result = fit_and_export(cfg, run_dir, run.run_id, run.trainer, run.module, run.datamodule, run.checkpoints,
+                                run.tokenizer, run.template)
         failed = False
         return result
     finally:

@@ -1,0 +1,263 @@
+"""One training measurement, run in a fresh process by `make bench` (lima_recipes/bench/training.py)
+so that its peak memory is its own: `python -m lima_recipes.bench.train_child '<spec json>'`
+prints one JSON line.
+
+Every variant trains the same tiny Llama on the same tokenized examples (ours tokenizes them, the
+others receive ours), with the same optimizer settings, global batch, micro-batch and max length.
+The clock starts after `warmup` optimizer steps and stops at the last step; trained tokens are the
+unmasked next-token targets of the timed steps.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+
+from lima_recipes.data.tokenize import IGNORE_INDEX
+
+
+def peak_rss_mb() -> float:
+    # VmHWM, not ru_maxrss: Linux carries ru_maxrss over fork+exec from the parent.
+    with open("/proc/self/status") as handle:
+        return next(int(line.split()[1]) for line in handle if line.startswith("VmHWM:")) / 1024
+
+
+class Clock:
+    """Per optimizer step: its end time and its trained, real and padded-slot token counts. The
+    first `warmup` steps are untimed; the timed steps are cut into `windows` of equal length,
+    each a repeat of the measurement (median, min and max over them)."""
+
+    def __init__(self, warmup: int, windows: int, window_steps: int):
+        self.warmup, self.windows, self.window_steps = warmup, windows, window_steps
+        self.times: list[float] = []
+        self.cpu: list[float] = []
+        self.counts: list[tuple[int, int, int]] = []
+        self._pending = [0, 0, 0]
+
+    @property
+    def total_steps(self) -> int:
+        return self.warmup + self.windows * self.window_steps
+
+    def micro_batch(self, labels: torch.Tensor, attention_mask: torch.Tensor | None) -> None:
+        self._pending[0] += int((labels[:, 1:] != IGNORE_INDEX).sum())
+        self._pending[1] += int(attention_mask.sum()) if attention_mask is not None else labels.numel()
+        self._pending[2] += labels.numel()
+
+    def step_done(self) -> None:
+        self.times.append(time.perf_counter())
+        self.cpu.append(time.process_time())
+        self.counts.append(tuple(self._pending))
+        self._pending = [0, 0, 0]
+
+    def result(self) -> dict:
+        if len(self.times) < self.total_steps:
+            raise RuntimeError(f"only {len(self.times)} of {self.total_steps} steps ran")
+        windows = []
+        for w in range(self.windows):
+            first = self.warmup + w * self.window_steps  # steps first .. last, timed from the end of step first-1
+            last = first + self.window_steps - 1
+            seconds = self.times[last] - self.times[first - 1]
+            cpu = self.cpu[last] - self.cpu[first - 1]
+            trained = sum(c[0] for c in self.counts[first : last + 1])
+            windows.append({"seconds_per_step": seconds / self.window_steps, "cpu_seconds_per_step": cpu / self.window_steps,
+                            "trained_tokens_per_s": trained / seconds})
+        timed = self.counts[self.warmup : self.total_steps]
+        real, slots = sum(c[1] for c in timed), sum(c[2] for c in timed)
+        return {"windows": windows, "timed_steps": len(timed), "trained_tokens": sum(c[0] for c in timed),
+                "pad_fraction": 1 - real / slots if slots else 0.0}
+
+
+def our_config(spec: dict, workdir: Path):
+    from lima_recipes.config import compose
+
+    overrides = [
+        "data=jsonl", f"data.path={spec['data']}", f"data.max_length={spec['max_length']}", f"data.cache_dir={spec.get('cache_dir') or workdir / 'cache'}",
+        f"trainer.global_batch_size={spec['global_batch']}", f"trainer.micro_batch_size={spec['micro_batch']}",
+        "trainer.checkpoint_epochs=[]", "trainer.save_last=false", "trainer.accelerator=cpu",
+        f"logger={spec.get('logger', 'csv')}", f"run.output_root={workdir}/outputs", f"run.seed={spec['seed']}",
+        # the clock's steps, across epochs when the data is smaller than that
+        f"trainer.max_steps={spec['warmup'] + spec['windows'] * spec['window_steps']}", "trainer.max_epochs=1000",
+        "trainer.val_every_n_epochs=1000", *spec.get("overrides", []),
+    ]
+    return compose(overrides)
+
+
+def tokenized(spec: dict, workdir: Path):
+    """Our tokenization of the data file: the examples every variant trains on."""
+    from lima_recipes.train.run import prepare
+
+    _, tokenizer, train_set, _, _ = prepare(our_config(spec, workdir))
+    return tokenizer, train_set
+
+
+def run_ours(spec: dict, workdir: Path) -> dict:
+    import lightning as L
+
+    from lima_recipes.train.run import assemble
+
+    clock = Clock(spec["warmup"], spec["windows"], spec["window_steps"])
+
+    class Timer(L.Callback):
+        def __init__(self):
+            self.last_step = 0
+
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            clock.micro_batch(batch["labels"], batch["attention_mask"])
+            if trainer.global_step != self.last_step:
+                self.last_step = trainer.global_step
+                clock.step_done()
+
+    cfg = our_config(spec, workdir)
+    run = assemble(cfg, workdir / "run", extra_callbacks=(Timer(),))
+    run.trainer.fit(run.module, datamodule=run.datamodule)
+    return clock.result()
+
+
+def _model_and_rows(spec: dict, workdir: Path):
+    from lima_recipes.train.run import make_model
+
+    tokenizer, train_set = tokenized(spec, workdir)
+    cfg = our_config(spec, workdir)
+    # the model `make train` trains, LIMA's residual dropout included, so every variant computes the same
+    model = make_model(cfg, tokenizer)
+    rows = [{"input_ids": torch.from_numpy(i.astype("int64")), "labels": torch.from_numpy(lab.astype("int64"))}
+            for i, lab in zip(train_set.input_ids, train_set.labels)]
+    return cfg, tokenizer, model, rows
+
+
+def run_plain(spec: dict, workdir: Path) -> dict:
+    """The hand-written loop: forward, masked loss, backward, AdamW step, zero_grad."""
+    import torch.nn.functional as F
+
+    cfg, tokenizer, model, rows = _model_and_rows(spec, workdir)
+    o = cfg.optim
+    optimizer = torch.optim.AdamW(model.parameters(), lr=o.lr, betas=tuple(o.betas), weight_decay=o.weight_decay)
+    clock = Clock(spec["warmup"], spec["windows"], spec["window_steps"])
+    accumulation = spec["global_batch"] // spec["micro_batch"]
+    generator = torch.Generator().manual_seed(spec["seed"])
+    order = torch.randperm(len(rows), generator=generator).tolist()
+    steps = clock.total_steps
+    model.train()
+    position = 0
+    for _ in range(steps):
+        for _ in range(accumulation):
+            chunk = [rows[order[(position + k) % len(rows)]] for k in range(spec["micro_batch"])]
+            position += spec["micro_batch"]
+            input_ids = torch.stack([r["input_ids"] for r in chunk])  # fixed-shape examples
+            labels = torch.stack([r["labels"] for r in chunk])
+            logits = model(input_ids=input_ids).logits
+            # the same arithmetic as ours (labels shifted, not logits), so the ratio is the framework's cost
+            targets = torch.full_like(labels, IGNORE_INDEX)
+            targets[:, :-1] = labels[:, 1:]
+            loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1), ignore_index=IGNORE_INDEX)
+            (loss / accumulation).backward()
+            clock.micro_batch(labels, None)
+        optimizer.step()
+        optimizer.zero_grad(set_to_none=True)
+        clock.step_done()
+    return clock.result()
+
+
+def _hf_arguments(spec: dict, cfg, workdir: Path, cls=None, **extra):
+    from transformers import TrainingArguments
+
+    cls = cls or TrainingArguments
+    o = cfg.optim
+    return cls(
+        output_dir=str(workdir / "hf"), per_device_train_batch_size=spec["micro_batch"],
+        gradient_accumulation_steps=spec["global_batch"] // spec["micro_batch"],
+        max_steps=spec["warmup"] + spec["windows"] * spec["window_steps"], learning_rate=o.lr, weight_decay=o.weight_decay, adam_beta1=o.betas[0],
+        adam_beta2=o.betas[1], lr_scheduler_type="linear", warmup_steps=0, logging_steps=1, save_strategy="no",
+        report_to="none", use_cpu=True, seed=spec["seed"], dataloader_num_workers=0, disable_tqdm=False, **extra,
+    )
+
+
+def _hf_clock_callback(clock: Clock):
+    from transformers import TrainerCallback
+
+    class Timer(TrainerCallback):
+        def on_step_end(self, args, state, control, **kwargs):
+            clock.step_done()
+
+    return Timer()
+
+
+def _counting(collate, clock: Clock):
+    def wrapped(features):
+        batch = collate(features)
+        clock.micro_batch(batch["labels"], batch.get("attention_mask"))
+        return batch
+
+    return wrapped
+
+
+def run_hf(spec: dict, workdir: Path) -> dict:
+    """HF Trainer, as a user would set it up: its sampler (random, or LengthGroupedSampler with
+    group_by_length), and a collator that pads each micro-batch to its longest example."""
+    from transformers import DataCollatorForSeq2Seq, Trainer
+
+    cfg, tokenizer, model, rows = _model_and_rows(spec, workdir)
+    clock = Clock(spec["warmup"], spec["windows"], spec["window_steps"])
+    collate = DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=IGNORE_INDEX)
+    features = [{"input_ids": r["input_ids"].tolist(), "attention_mask": [1] * len(r["input_ids"]), "labels": r["labels"].tolist()}
+                for r in rows]
+    args = _hf_arguments(spec, cfg, workdir, train_sampling_strategy=spec.get("sampling", "random"), remove_unused_columns=False)
+    trainer = Trainer(model=model, args=args, train_dataset=features, data_collator=_counting(collate, clock),
+                      callbacks=[_hf_clock_callback(clock)])
+    trainer.train()
+    return clock.result()
+
+
+def run_trl(spec: dict, workdir: Path) -> dict:
+    """TRL's SFTTrainer on the same tokens, loss on the responses only (completion_mask),
+    padding-free: examples concatenated with restarting position ids. transformers turns those
+    into a block-diagonal causal mask, so attention stays inside each example on this machine."""
+    import datasets
+    from trl import SFTConfig, SFTTrainer
+
+    cfg, tokenizer, model, rows = _model_and_rows(spec, workdir)
+    clock = Clock(spec["warmup"], spec["windows"], spec["window_steps"])
+    table = datasets.Dataset.from_dict({
+        "input_ids": [r["input_ids"].tolist() for r in rows],
+        "completion_mask": [(r["labels"] != IGNORE_INDEX).long().tolist() for r in rows],
+    })
+    args = _hf_arguments(spec, cfg, workdir, cls=SFTConfig, padding_free=spec.get("padding_free", True), max_length=None,
+                         completion_only_loss=True, dataset_kwargs={"skip_prepare_dataset": False})
+    trainer = SFTTrainer(model=model, args=args, train_dataset=table, processing_class=tokenizer,
+                         callbacks=[_hf_clock_callback(clock)])
+    collate = trainer.data_collator
+    trainer.data_collator = _counting(collate, clock)
+    trainer.train()
+    return clock.result()
+
+
+def run_idle(spec: dict, workdir: Path) -> dict:
+    """Everything but training (imports, tokenized data, the model): the memory every variant pays
+    before its first step, subtracted to compare a peak with `make plan`'s estimate."""
+    import lightning  # noqa: F401
+
+    _model_and_rows(spec, workdir)
+    return {}
+
+
+RUNNERS = {"ours": run_ours, "plain": run_plain, "hf": run_hf, "trl": run_trl, "idle": run_idle}
+
+
+def main() -> None:
+    spec = json.loads(sys.argv[1])
+    torch.manual_seed(spec["seed"])
+    torch.set_num_threads(spec.get("threads", os.cpu_count() or 1))
+    with tempfile.TemporaryDirectory() as tmp:
+        result = RUNNERS[spec["runner"]](spec, Path(tmp))
+    result["peak_rss_mb"] = peak_rss_mb()
+    print(json.dumps(result))
+
+
+if __name__ == "__main__":
+    main()
