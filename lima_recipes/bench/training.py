@@ -63,7 +63,7 @@ def _run_variants(variants: dict[str, dict], common: dict, rounds: int) -> dict[
     return {name: _summary(results) for name, results in raw.items()}
 
 
-def step_overhead(workdir: Path, steps: int = 8, windows: int = 3, rounds: int = 2, batch: int = 8, length: int = 256,
+def step_overhead(workdir: Path, steps: int = 6, windows: int = 3, rounds: int = 2, batch: int = 8, length: int = 256,
                   threads: int | None = 1) -> dict:
     """The ratio is of CPU seconds per step of the training process, with one compute thread: on a
     shared 2-core machine the wall clock of a 0.2 s step moves by 20% from run to run (other
@@ -95,7 +95,7 @@ def step_overhead(workdir: Path, steps: int = 8, windows: int = 3, rounds: int =
 
 
 def lima_mix_throughput(workdir: Path, scale: float = 0.256, global_batch: int = 16, micro_batch: int = 4,
-                        window_steps: int = 4, windows: int = 3, slow_window_steps: int = 2, threads: int | None = None) -> dict:
+                        window_steps: int = 3, windows: int = 3, slow_window_steps: int = 2, threads: int | None = None) -> dict:
     """The mix at `scale` (0.256: 256 conversations in LIMA's proportions, one of our length pools
     of 16 global batches), timed over `windows` windows of `window_steps` optimizer steps after one
     warm-up step. TRL padding-free builds one dense block-diagonal mask per packed micro-batch on
