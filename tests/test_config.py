@@ -170,3 +170,10 @@ def test_eval_keys_get_suggestions():
 
     assert suggest_key("judge.concurency") == "judge.concurrency"
     assert suggest_key("eval.intersekt") == "eval.intersect"
+
+
+def test_a_misspelt_experiment_is_an_error_not_the_default_run():
+    from lima_recipes.config import compose
+
+    with pytest.raises(ConfigError, match=r"unknown option 'ablation_smok' for config group 'experiment'.*did you mean 'experiment=ablation_smoke'"):
+        compose(["experiment=ablation_smok"])
