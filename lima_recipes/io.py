@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import json
 import os
 import tempfile
 from pathlib import Path
+
+
+def write_jsonl(path: Path, records) -> None:
+    """One JSON object per line, atomically (UTF-8 kept as written, not escaped)."""
+    write_atomically(Path(path), "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
 
 
 def write_atomically(path: Path, text: str) -> None:

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 
 from lima_recipes.config.resolvers import asset_path
+from lima_recipes.io import write_jsonl
 
 TABLE1 = (
     # source, examples, mean prompt tokens, mean response tokens
@@ -75,6 +76,5 @@ def lima_like_mix(tokenizer, scale: float = 1.0, seed: int = 0, sigma: float = 0
 
 
 def write_mix(path: Path, tokenizer, scale: float = 1.0, seed: int = 0) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(json.dumps(r) + "\n" for r in lima_like_mix(tokenizer, scale, seed)))
+    write_jsonl(path, lima_like_mix(tokenizer, scale, seed))
     return path

@@ -10,10 +10,10 @@
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 
 from lima_recipes.bench.measure import run_child, spread
+from lima_recipes.io import write_jsonl
 
 CHILD = "lima_recipes.bench.train_child"
 
@@ -36,8 +36,7 @@ def write_fixed_shape_data(path: Path, examples: int, tokens: int) -> Path:
             records.append(record)
         if len(records) == examples:
             break
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_text("".join(json.dumps(r) + "\n" for r in records))
+    write_jsonl(path, records)
     return path
 
 

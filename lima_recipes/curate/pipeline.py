@@ -3,7 +3,6 @@ and eval overlaps refused as they are drawn -> JSONL + data card, written atomic
 
 from __future__ import annotations
 
-import json
 import logging
 import random
 from collections import Counter
@@ -17,7 +16,7 @@ from lima_recipes.curate.handwritten import handwritten_candidates
 from lima_recipes.curate.candidates import Candidate, temperature_sample
 from lima_recipes.curate.stackexchange import SiteStats, is_meta_site, site_candidates, site_name
 from lima_recipes.errors import ConfigError, DataFormatError
-from lima_recipes.io import write_atomically
+from lima_recipes.io import write_jsonl
 
 log = logging.getLogger(__name__)
 
@@ -176,7 +175,7 @@ def curate(cfg) -> dict:
     # The card first, the dataset last: training reads the dataset, so it appears only once
     # everything that documents it is in place.
     write_card(card, output)
-    write_atomically(output, "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows))
+    write_jsonl(output, rows)
     return card
 
 

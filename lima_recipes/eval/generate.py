@@ -106,9 +106,9 @@ def generate(prompts: list[Prompt], model, tokenizer, eos_token_id, generation_c
 
 
 def write_generations(generations: list[Generation], path: Path) -> None:
-    from lima_recipes.io import write_atomically
+    from lima_recipes.io import write_jsonl
 
-    write_atomically(path, "".join(json.dumps(asdict(g), ensure_ascii=False) + "\n" for g in generations))
+    write_jsonl(path, (asdict(g) for g in generations))
 
 
 def generate_to_file(run: str | Path, prompts_cfg, generation_cfg, num_samples: int, batch_size: int, seed: int,

@@ -11,7 +11,7 @@ from rich.console import Console
 from rich.table import Table
 
 from lima_recipes.eval.evaluate import file_label
-from lima_recipes.io import write_atomically
+from lima_recipes.io import write_atomically, write_jsonl
 
 COLOURS = {"win": "#2b8a3e", "tie": "#adb5bd", "loss": "#c92a2a",
            "Fail": "#c92a2a", "Pass": "#f59f00", "Excellent": "#2b8a3e"}
@@ -91,8 +91,7 @@ def bar_chart(summary: dict, path: Path) -> None:
 
 def write_results(summary: dict, records: list[dict], output: str | Path) -> Path:
     output = Path(output)
-    write_atomically(output.with_suffix(".judgements.jsonl"),
-                     "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records))
+    write_jsonl(output.with_suffix(".judgements.jsonl"), records)
     chart = output.with_suffix(".png")
     bar_chart(summary, chart)
     write_atomically(output.with_suffix(".md"), markdown(summary, chart.name))

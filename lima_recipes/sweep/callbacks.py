@@ -4,7 +4,6 @@ prints the summary. Single runs pass through it untouched."""
 
 from __future__ import annotations
 
-import logging
 import os
 from pathlib import Path
 from typing import Any
@@ -14,8 +13,6 @@ from hydra.types import RunMode
 from omegaconf import DictConfig, OmegaConf
 
 from lima_recipes.sweep import manifest
-
-log = logging.getLogger(__name__)
 
 LAST_SWEEP: dict = {}
 """The summary of the sweep this process launched, for the entry point's exit status."""

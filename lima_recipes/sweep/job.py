@@ -3,8 +3,6 @@ failed point stop the others."""
 
 from __future__ import annotations
 
-import json
-import logging
 import os
 import subprocess
 import sys
@@ -12,11 +10,8 @@ import threading
 from pathlib import Path
 
 from lima_recipes.errors import one_line
-from lima_recipes.io import write_atomically
 from lima_recipes.sweep import manifest
 from lima_recipes.train.job import eval_key, is_global_zero, run_job
-
-log = logging.getLogger(__name__)
 
 DDP_CHILD_ENV = "LIMA_SWEEP_DDP_CHILD"
 """Set for the DDP ranks Lightning starts inside a sweep job (they inherit the environment)."""
@@ -98,9 +93,5 @@ def _leave_no_process_group(env: dict[str, str]) -> None:
 
 
 def _finish(sweep_dir: Path, num: int, status: str, **extra) -> None:
-    if not is_global_zero():
-        return
-    path = sweep_dir / manifest.MANIFEST / "jobs" / f"{num:04d}.json"
-    job = json.loads(path.read_text()) if path.is_file() else {"num": num}
-    job.update(status=status, finished=manifest.utc_now(), **extra)
-    write_atomically(path, json.dumps(job, indent=2))
+    if is_global_zero():
+        manifest.record_outcome(sweep_dir, num, status, **extra)

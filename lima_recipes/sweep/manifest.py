@@ -74,6 +74,14 @@ def record_job(sweep_dir: Path, num: int, run_dir: Path, job_overrides: list[str
     return job
 
 
+def record_outcome(sweep_dir: Path, num: int, status: str, **extra) -> None:
+    """done, skipped or failed (with the error and the evaluation key), added to the job's entry."""
+    path = sweep_dir / MANIFEST / "jobs" / f"{num:04d}.json"
+    job = json.loads(path.read_text()) if path.is_file() else {"num": num}
+    job.update(status=status, finished=utc_now(), **extra)
+    write_atomically(path, json.dumps(job, indent=2))
+
+
 def read_jobs(sweep_dir: Path) -> list[dict]:
     return [json.loads(p.read_text()) for p in sorted((sweep_dir / MANIFEST / "jobs").glob("*.json"))]
 
