@@ -38,7 +38,7 @@ def environment() -> dict:
 SIZES = {
     # section: (full, quick) keyword arguments
     "step_overhead": ({}, {"steps": 2, "windows": 3, "rounds": 1, "batch": 2, "length": 64}),
-    "lima_mix": ({}, {"scale": 0.032, "global_batch": 4, "micro_batch": 2, "window_steps": 1, "slow_window_steps": 1}),
+    "lima_mix": ({}, {"examples": 8, "global_batch": 4, "micro_batch": 2, "epochs": 3, "full_scale": 0.02}),
     "data_prep": ({}, {"scale": 0.05}),
     "startup": ({}, {"repeats": 1, "warmup": False}),
     "generation": ({}, {"max_new_tokens": 4, "max_prompts": 3}),

@@ -8,22 +8,32 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from lima_recipes.data.batching import BatchShape, collate, plan_epoch
+from lima_recipes.data.batching import BatchShape, MicroBatch, collate, plan_epoch
 from lima_recipes.data.dataset import load_or_tokenize
 from lima_recipes.data.sources import train_source
 from lima_recipes.model.build import build_model
 from lima_recipes.model.module import CausalLMModule
 
 
-@pytest.fixture
-def setup(compose_cfg, tiny_tokenizer, lima_template):
-    cfg = compose_cfg("data.max_length=96", "data.pad_to_multiple_of=1")
+def _setup(compose_cfg, tiny_tokenizer, lima_template, max_length: int):
+    cfg = compose_cfg(f"data.max_length={max_length}", "data.pad_to_multiple_of=1")
     lima_template.install(tiny_tokenizer)
     data, _ = load_or_tokenize(train_source(cfg.data), tiny_tokenizer, lima_template, cfg.data)
     model = build_model(cfg.model, tiny_tokenizer, seed=0).eval()  # eval: dropout off, exact comparisons
     module = CausalLMModule(lambda: model, cfg.optim, total_steps=10)
     module.configure_model()
     return module, data, tiny_tokenizer.pad_token_id
+
+
+@pytest.fixture
+def setup(compose_cfg, tiny_tokenizer, lima_template):
+    return _setup(compose_cfg, tiny_tokenizer, lima_template, max_length=96)
+
+
+@pytest.fixture
+def uncut(compose_cfg, tiny_tokenizer, lima_template):
+    """Examples of their own lengths (none reaches 2048), so batches have padding."""
+    return _setup(compose_cfg, tiny_tokenizer, lima_template, max_length=2048)
 
 
 def test_loss_equals_a_plain_pytorch_loop_and_hf_loss(setup):
@@ -75,3 +85,55 @@ def test_token_mean_weights_long_examples_more_than_a_per_example_mean(setup):
     token_mean = sum(l * c for l, c in zip(per_example, counts)) / counts.sum()
     torch.testing.assert_close(module.training_step(batch, 0), token_mean, rtol=1e-5, atol=1e-5)
     assert not np.isclose(float(torch.stack(per_example).mean()), float(token_mean), rtol=1e-6)
+
+
+def _padded_batch(data, pad):
+    # the longest example with the four shortest: most rows end in padding
+    order = np.argsort(data.lengths, kind="stable")
+    indices = (int(order[-1]), *(int(i) for i in order[:4]))
+    micro = MicroBatch(indices, int(sum(data.trained_tokens[i] for i in indices)))
+    batch = collate(data, micro, pad)
+    assert (batch["attention_mask"] == 0).sum() > 50, "the comparison needs a batch with padding"
+    return batch
+
+
+def test_causal_attention_without_the_padding_mask_gives_the_masked_loss_and_gradients(uncut):
+    """Our default leaves the padding mask out of attention; the reference passes it."""
+    module, data, pad = uncut
+    batch = _padded_batch(data, pad)
+    module.model.zero_grad()
+    ours = module.training_step(batch, 0)
+    ours.backward()
+    ours_grads = {n: p.grad.clone() for n, p in module.model.named_parameters()}
+
+    module.model.zero_grad()
+    logits = module.model(input_ids=batch["input_ids"], attention_mask=batch["attention_mask"]).logits
+    targets = batch["labels"][:, 1:].reshape(-1)
+    reference = F.cross_entropy(logits[:, :-1].reshape(-1, logits.size(-1)), targets, ignore_index=-100, reduction="sum")
+    reference = reference / batch["global_trained_tokens"].float()
+    reference.backward()
+    torch.testing.assert_close(ours, reference, rtol=1e-5, atol=1e-6)
+    for name, param in module.model.named_parameters():
+        torch.testing.assert_close(ours_grads[name], param.grad, rtol=1e-4, atol=1e-6, msg=name)
+
+
+def test_without_the_mask_pads_would_change_a_left_padded_batch_so_it_is_refused(uncut):
+    module, data, pad = uncut
+    batch = _padded_batch(data, pad)
+    # the same rows padded on the left: causal attention alone would let real tokens see pads
+    left = {k: v for k, v in batch.items()}
+    widths = batch["attention_mask"].sum(1)
+    for key, fill in (("input_ids", pad), ("attention_mask", 0), ("labels", -100)):
+        rows = []
+        for row, n in zip(batch[key], widths):
+            rows.append(torch.cat([torch.full((len(row) - int(n),), fill, dtype=row.dtype), row[: int(n)]]))
+        left[key] = torch.stack(rows)
+    with torch.no_grad():
+        masked = module.model(input_ids=left["input_ids"], attention_mask=left["attention_mask"]).logits
+        unmasked = module.model(input_ids=left["input_ids"]).logits
+    real = left["attention_mask"].bool()
+    assert not torch.allclose(masked[real], unmasked[real], atol=1e-4)
+    with pytest.raises(ValueError, match="padding_mask_in_attention"):
+        module.training_step(left, 0)
+    module.padding_mask_in_attention = True
+    torch.testing.assert_close(module.training_step(left, 0), module.training_step(batch, 0), rtol=1e-5, atol=1e-6)

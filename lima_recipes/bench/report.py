@@ -29,10 +29,15 @@ def rows(report: dict) -> list[tuple[str, str, str, str, str]]:
     mix = report.get("lima_mix")
     if mix:
         ours = next(iter(mix["variants"]))
+        shape = mix["mix"]
         for name, r in mix["variants"].items():
-            out.append(("2 LIMA-mix tokens/s", name, f"{_fig(r['trained_tokens_per_s'], '{:.0f}')} tok/s, pad {r['pad_fraction']:.1%}",
+            out.append(("2 LIMA-mix tokens/s", name,
+                        f"{_fig(r['trained_tokens_per_s'], '{:.0f}')} tok/s, {_fig(r['seconds_per_epoch'])} s/epoch of "
+                        f"{shape['examples']}; pad {r['pad_fraction']:.1%} (whole mix {r['full_mix_pad_fraction']:.1%})",
                         f"{r['ratio_to_hf_default']:.2f}x HF default",
                         "; ".join(_target(t) for t in mix["targets"]) if name == ours else ""))
+        out.append(("2 LIMA-mix tokens/s", "HF Trainer (batch_rebalance), not timed",
+                    f"pad over the whole mix {shape['hf_batch_rebalance_full_mix_pad_fraction']:.1%}", "", ""))
     data = report.get("data_prep")
     if data:
         out.append(("3 data preparation", f"{data['examples']} examples cold", f"{_fig(data['cold_seconds'])} s, "

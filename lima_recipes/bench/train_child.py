@@ -65,7 +65,7 @@ class Clock:
             seconds = self.times[last] - self.times[first - 1]
             cpu = self.cpu[last] - self.cpu[first - 1]
             trained = sum(c[0] for c in self.counts[first : last + 1])
-            windows.append({"seconds_per_step": seconds / self.window_steps, "cpu_seconds_per_step": cpu / self.window_steps,
+            windows.append({"seconds": seconds, "seconds_per_step": seconds / self.window_steps, "cpu_seconds_per_step": cpu / self.window_steps,
                             "trained_tokens_per_s": trained / seconds})
         timed = self.counts[self.warmup : self.total_steps]
         real, slots = sum(c[1] for c in timed), sum(c[2] for c in timed)
@@ -227,14 +227,50 @@ def run_trl(spec: dict, workdir: Path) -> dict:
         "input_ids": [r["input_ids"].tolist() for r in rows],
         "completion_mask": [(r["labels"] != IGNORE_INDEX).long().tolist() for r in rows],
     })
+    # SFTConfig turns on bf16 autocast and activation checkpointing by default; the other variants
+    # train in fp32 without checkpointing, so both are set to match (as our trainer.precision and
+    # trainer.activation_checkpointing are)
     args = _hf_arguments(spec, cfg, workdir, cls=SFTConfig, padding_free=spec.get("padding_free", True), max_length=None,
-                         completion_only_loss=True, dataset_kwargs={"skip_prepare_dataset": False})
+                         completion_only_loss=True, dataset_kwargs={"skip_prepare_dataset": False},
+                         bf16=False, gradient_checkpointing=False)
     trainer = SFTTrainer(model=model, args=args, train_dataset=table, processing_class=tokenizer,
                          callbacks=[_hf_clock_callback(clock)])
     collate = trainer.data_collator
     trainer.data_collator = _counting(collate, clock)
     trainer.train()
     return clock.result()
+
+
+def _loader_padding(batches) -> float:
+    real = slots = 0
+    for batch in batches:
+        mask = batch.get("attention_mask")
+        real += int(mask.sum()) if mask is not None else batch["input_ids"].numel()
+        slots += batch["input_ids"].numel()
+    return 1 - real / slots
+
+
+def run_padding(spec: dict, workdir: Path) -> dict:
+    """The padded share of one epoch through each variant's own data loader (no training): cheap
+    enough to run on the whole mix where training is timed on a subset."""
+    from transformers import DataCollatorForSeq2Seq, Trainer
+
+    from lima_recipes.data.datamodule import LimaDataModule
+    from lima_recipes.train.run import prepare
+
+    cfg = our_config(spec, workdir)
+    _, tokenizer, train_set, _, shape = prepare(cfg)
+    ours = LimaDataModule(train_set, None, shape, tokenizer.pad_token_id, spec["seed"], cfg.data.group_by_length,
+                          cfg.data.megabatch_factor, cfg.data.pad_to_multiple_of).train_dataloader()
+    result = {"ours": _loader_padding(ours)}
+    features = [{"input_ids": i.astype("int64").tolist(), "attention_mask": [1] * len(i), "labels": lab.astype("int64").tolist()}
+                for i, lab in zip(train_set.input_ids, train_set.labels)]
+    collate = DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=IGNORE_INDEX)
+    for sampling in spec["hf_sampling"]:
+        args = _hf_arguments(spec, cfg, workdir, train_sampling_strategy=sampling, remove_unused_columns=False)
+        trainer = Trainer(model=torch.nn.Linear(1, 1), args=args, train_dataset=features, data_collator=collate)
+        result[f"hf_{sampling}"] = _loader_padding(trainer.get_train_dataloader())
+    return {"pad_fraction": result}
 
 
 def run_idle(spec: dict, workdir: Path) -> dict:
@@ -246,7 +282,7 @@ def run_idle(spec: dict, workdir: Path) -> dict:
     return {}
 
 
-RUNNERS = {"ours": run_ours, "plain": run_plain, "hf": run_hf, "trl": run_trl, "idle": run_idle}
+RUNNERS = {"ours": run_ours, "plain": run_plain, "hf": run_hf, "trl": run_trl, "idle": run_idle, "padding": run_padding}
 
 
 def main() -> None:

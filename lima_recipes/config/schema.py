@@ -65,6 +65,11 @@ class ModelConfig:
     """Learning rate at the last step of the linear decay; optim reads it."""
     attn_implementation: str = "sdpa"
     """Attention kernel passed to transformers: sdpa, eager or flash_attention_2."""
+    padding_mask_in_attention: bool = False
+    """Pass the padding mask to attention in training and validation. Not needed for a causal LM:
+    batches are padded on the right, so no real token ever attends to a pad, and without the
+    mask the kernel takes its causal path (no dense mask, the upper triangle skipped): the same
+    logits at every real position, faster. Turn on for a model whose attention is not causal."""
 
 
 @dataclass

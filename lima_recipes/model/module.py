@@ -57,7 +57,7 @@ class CausalLMModule(L.LightningModule):
     per rank) and the optimizer settings; knows nothing about where the data came from."""
 
     def __init__(self, model_factory: Callable[[], torch.nn.Module], optim_cfg, total_steps: int,
-                 seed: int = 0, cpu_adam: bool = False):
+                 seed: int = 0, cpu_adam: bool = False, padding_mask_in_attention: bool = False):
         super().__init__()
         self.model_factory = model_factory
         self.optim_cfg = optim_cfg
@@ -65,6 +65,8 @@ class CausalLMModule(L.LightningModule):
         self.seed = seed
         self.cpu_adam = cpu_adam
         """DeepSpeed's CPU Adam, required when ZeRO offloads the optimizer state."""
+        self.padding_mask_in_attention = padding_mask_in_attention
+        """See ModelConfig.padding_mask_in_attention: off, right padding needs no mask."""
         self._micro_steps = 0
         self.model: torch.nn.Module | None = None
         self._reset_step_stats()
@@ -81,6 +83,13 @@ class CausalLMModule(L.LightningModule):
         self._step_stats = torch.zeros(4, dtype=torch.float64)
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
+        if not self.padding_mask_in_attention:
+            # Causal attention alone keeps real tokens from pads only when every pad comes after
+            # the real tokens of its row (the mask never rises again along a row).
+            if bool((attention_mask[:, 1:] > attention_mask[:, :-1]).any()):
+                raise ValueError("a batch is not padded on the right; set model.padding_mask_in_attention=true "
+                                 "to train with a left-padding collator")
+            attention_mask = None
         return self.model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
 
     def _seed_micro_batch(self) -> None:

@@ -141,7 +141,7 @@ def assemble(cfg: DictConfig, run_dir: Path, sweep: dict | None = None, extra_ca
          "total_steps": steps, "accumulation": shape.accumulation}, indent=2))
 
     module = CausalLMModule(partial(make_model, cfg, tokenizer), cfg.optim, steps, seed=cfg.run.seed,
-                            cpu_adam=uses_cpu_adam(cfg.strategy))
+                            cpu_adam=uses_cpu_adam(cfg.strategy), padding_mask_in_attention=cfg.model.padding_mask_in_attention)
     kept = [e for e in cfg.trainer.checkpoint_epochs if e <= cfg.trainer.max_epochs]
     if not kept:
         log.warning("no epoch of trainer.checkpoint_epochs=%s is reached within trainer.max_epochs=%d; "
