@@ -43,6 +43,7 @@ SIZES = {
     "startup": ({}, {"repeats": 1, "warmup": False}),
     "generation": ({}, {"max_new_tokens": 4, "max_prompts": 3}),
     "curation": ({"megabytes": 8.0, "scale": 4, "repeats": 3}, {"megabytes": 0.3, "scale": 2, "repeats": 1}),
+    "gpu": ({}, {"micro_batch": 1, "global_batch": 2, "length": 256, "warmup": 1, "window_steps": 1, "max_layers": 2}),
 }
 
 
@@ -70,6 +71,16 @@ def run_sections(quick: bool, only: list[str] | None, workdir: Path) -> dict:
             print(f"bench: {name} ...", file=sys.stderr, flush=True)
             report[name] = run()
             report[name]["section_seconds"] = time.perf_counter() - started
+    if wanted("gpu"):
+        import torch
+
+        if torch.cuda.is_available():
+            from lima_recipes.bench.gpu import gpu_section
+
+            print("bench: gpu ...", file=sys.stderr, flush=True)
+            report["gpu"] = gpu_section(workdir / "gpu", **size["gpu"])
+        else:
+            report["gpu"] = {"note": "no CUDA on this machine: skipped"}
     if "lima_mix" in report:
         report["memory"] = memory_section(workdir / "mix", report["lima_mix"], micro_batch=report["lima_mix"]["mix"]["micro_batch"])
     return report
@@ -89,8 +100,6 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         report = run_sections(args.quick, args.only, Path(tmp))
     report = {"environment": environment(), "command": "make bench" + (" ARGS=--quick" if args.quick else ""), **report}
-    report["gpu"] = {"note": "CUDA found, but the GPU section (bf16 MFU under FSDP and ZeRO-3) is not built yet"
-                     if report["environment"]["cuda"] else "no CUDA on this machine: skipped"}
     report["total_seconds"] = time.perf_counter() - started
     args.out.mkdir(parents=True, exist_ok=True)
     path = args.out / f"bench-{time.strftime('%Y%m%d-%H%M%S')}.json"

@@ -69,7 +69,18 @@ def rows(report: dict) -> list[tuple[str, str, str, str, str]]:
                         f"{_fig(r['mb_per_s'])} MB/s, {r['peak_rss_mb']['median']:.0f} MB peak", "", ""))
         out.append(("7 curation", "peak memory at the larger input", f"{cur['peak_memory_ratio']:.2f}x the smaller", "", "flat is 1.0"))
     gpu = report.get("gpu")
-    out.append(("8 GPU", "bf16 MFU, FSDP / ZeRO-3", gpu.get("note", "") if gpu else "not run", "", ""))
+    if gpu and "variants" in gpu:
+        targets = "; ".join(_target(t) for t in gpu["targets"])
+        for k, (name, r) in enumerate(gpu["variants"].items()):
+            if "error" in r:
+                figure, ratio = f"failed: {r['error']}", f"plan {r['plan_mb']:.0f} MB"
+            else:
+                mfu = f", MFU {r['mfu']:.1%}" if r["mfu"] is not None else ", MFU unknown (device's peak FLOP/s not in the table)"
+                figure = f"{_fig(r['tokens_per_s'], '{:.0f}')} tok/s{mfu}"
+                ratio = f"peak {r['measured_peak_mb']:.0f} MB, plan {r['plan_mb']:.0f} MB ({r['plan_error']:+.0%})"
+            out.append(("8 GPU", f"{gpu['model']} on {gpu['device']}: {name}", figure, ratio, targets if k == 0 else ""))
+    else:
+        out.append(("8 GPU", "bf16 MFU, FSDP / ZeRO-3", gpu.get("note", "") if gpu else "not run", "", ""))
     return out
 
 

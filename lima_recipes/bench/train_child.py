@@ -79,7 +79,7 @@ def our_config(spec: dict, workdir: Path):
     overrides = [
         "data=jsonl", f"data.path={spec['data']}", f"data.max_length={spec['max_length']}", f"data.cache_dir={spec.get('cache_dir') or workdir / 'cache'}",
         f"trainer.global_batch_size={spec['global_batch']}", f"trainer.micro_batch_size={spec['micro_batch']}",
-        "trainer.checkpoint_epochs=[]", "trainer.save_last=false", "trainer.accelerator=cpu",
+        "trainer.checkpoint_epochs=[]", "trainer.save_last=false", f"trainer.accelerator={spec.get('accelerator', 'cpu')}",
         f"logger={spec.get('logger', 'csv')}", f"run.output_root={workdir}/outputs", f"run.seed={spec['seed']}",
         # the clock's steps, across epochs when the data is smaller than that
         f"trainer.max_steps={spec['warmup'] + spec['windows'] * spec['window_steps']}", "trainer.max_epochs=1000",
@@ -292,6 +292,9 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         result = RUNNERS[spec["runner"]](spec, Path(tmp))
     result["peak_rss_mb"] = peak_rss_mb()
+    if torch.cuda.is_available():
+        result["cuda_peak_allocated_mb"] = torch.cuda.max_memory_allocated() / 2**20
+        result["cuda_peak_reserved_mb"] = torch.cuda.max_memory_reserved() / 2**20
     print(json.dumps(result))
 
 

@@ -27,13 +27,15 @@ def _tiny_tokenizer():
 
 
 def write_fixed_shape_data(path: Path, examples: int, tokens: int) -> Path:
-    """Conversations longer than `tokens`, so data.max_length=tokens cuts every one to that shape."""
+    """Conversations longer than `tokens`, so data.max_length=tokens cuts every one to that shape:
+    wikihow-like responses (hundreds to thousands of tokens each) repeated well past `tokens`."""
     from lima_recipes.bench.lima_mix import lima_like_mix
 
     records = []
     for record in lima_like_mix(_tiny_tokenizer(), scale=examples / 100, seed=7):
-        if record["source"] == "wikihow":  # responses of ~1,500 tokens
-            records.append(record)
+        if record["source"] == "wikihow":
+            prompt, response = record["conversations"]
+            records.append({**record, "conversations": [prompt, " ".join([response] * (3 + tokens // 256))]})
         if len(records) == examples:
             break
     write_jsonl(path, records)
@@ -96,7 +98,7 @@ def step_overhead(workdir: Path, steps: int = 6, windows: int = 3, rounds: int =
 OURS = "ours (length-grouped global batches)"
 
 
-def lima_mix_throughput(workdir: Path, examples: int = 64, global_batch: int = 16, micro_batch: int = 4, epochs: int = 3,
+def lima_mix_throughput(workdir: Path, examples: int = 48, global_batch: int = 16, micro_batch: int = 4, epochs: int = 3,
                         full_scale: float = 1.0, threads: int | None = None) -> dict:
     """A draw of `examples` conversations of the mix in LIMA's proportions, trained for one warm-up
     epoch and then `epochs` timed epochs, each a repeat of the measurement. Every variant thus
