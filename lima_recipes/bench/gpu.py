@@ -100,6 +100,7 @@ def gpu_section(workdir: Path, micro_batch: int = 4, global_batch: int = 8, leng
     device_bytes = torch.cuda.get_device_properties(0).total_memory
     peak = peak_bf16_flops(name)
     layers = layers_that_fit(device_bytes, micro_batch, global_batch, length, max_layers=max_layers)
+    parameters = plan_for(overrides_for(STRATEGIES[0], True, layers, micro_batch, global_batch, length)).parameters
     steps = warmup + windows * window_steps
     data = write_fixed_shape_data(workdir / "fixed.jsonl", examples=global_batch * steps, tokens=length)
     common = {"data": str(data), "max_length": length, "global_batch": global_batch, "micro_batch": micro_batch,
@@ -122,7 +123,7 @@ def gpu_section(workdir: Path, micro_batch: int = 4, global_batch: int = 8, leng
             variants[label] = {
                 "tokens_per_s": spread(computed),
                 "trained_tokens_per_s": spread([w["trained_tokens_per_s"] for w in windows_]),
-                "mfu": mfu(plan.parameters, spread(computed)["median"], peak) if peak else None,
+                "mfu": mfu(parameters, spread(computed)["median"], peak) if peak else None,
                 "measured_peak_mb": result["cuda_peak_allocated_mb"],
                 "plan_mb": plan.memory.total / 2**20,
                 "plan_error": plan.memory.total / 2**20 / result["cuda_peak_allocated_mb"] - 1,
@@ -132,7 +133,7 @@ def gpu_section(workdir: Path, micro_batch: int = 4, global_batch: int = 8, leng
     worst_plan = max((abs(v["plan_error"]) for v in measured), default=None)
     return {
         "device": name, "device_gib": device_bytes / 2**30, "peak_bf16_tflops": peak / 1e12 if peak else None,
-        "model": f"llama7b width, {layers} of 32 layers", "parameters": plan.parameters,
+        "model": f"llama7b width, {layers} of 32 layers", "parameters": parameters,
         "shape": {"micro_batch": micro_batch, "global_batch": global_batch, "length": length}, "variants": variants,
         "targets": [
             {"name": "best MFU >= 40%", "value": best_mfu if best_mfu is not None else float("nan"),

@@ -197,16 +197,23 @@ def _counting(collate, clock: Clock):
     return wrapped
 
 
+def _hf_features(tokenizer, examples):
+    """Our tokenized (input_ids, labels) as HF Trainer examples, and the collator a user would
+    pick for them: each micro-batch padded to its longest example, labels padded with -100."""
+    from transformers import DataCollatorForSeq2Seq
+
+    features = [{"input_ids": ids.tolist(), "attention_mask": [1] * len(ids), "labels": labels.tolist()} for ids, labels in examples]
+    return features, DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=IGNORE_INDEX)
+
+
 def run_hf(spec: dict, workdir: Path) -> dict:
     """HF Trainer, as a user would set it up: its sampler (random, or LengthGroupedSampler with
     group_by_length), and a collator that pads each micro-batch to its longest example."""
-    from transformers import DataCollatorForSeq2Seq, Trainer
+    from transformers import Trainer
 
     cfg, tokenizer, model, rows = _model_and_rows(spec, workdir)
     clock = Clock(spec["warmup"], spec["windows"], spec["window_steps"])
-    collate = DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=IGNORE_INDEX)
-    features = [{"input_ids": r["input_ids"].tolist(), "attention_mask": [1] * len(r["input_ids"]), "labels": r["labels"].tolist()}
-                for r in rows]
+    features, collate = _hf_features(tokenizer, ((r["input_ids"], r["labels"]) for r in rows))
     args = _hf_arguments(spec, cfg, workdir, train_sampling_strategy=spec.get("sampling", "random"), remove_unused_columns=False)
     trainer = Trainer(model=model, args=args, train_dataset=features, data_collator=_counting(collate, clock),
                       callbacks=[_hf_clock_callback(clock)])
@@ -253,19 +260,14 @@ def _loader_padding(batches) -> float:
 def run_padding(spec: dict, workdir: Path) -> dict:
     """The padded share of one epoch through each variant's own data loader (no training): cheap
     enough to run on the whole mix where training is timed on a subset."""
-    from transformers import DataCollatorForSeq2Seq, Trainer
+    from transformers import Trainer
 
-    from lima_recipes.data.datamodule import LimaDataModule
-    from lima_recipes.train.run import prepare
+    from lima_recipes.train.run import make_datamodule, prepare
 
     cfg = our_config(spec, workdir)
     _, tokenizer, train_set, _, shape = prepare(cfg)
-    ours = LimaDataModule(train_set, None, shape, tokenizer.pad_token_id, spec["seed"], cfg.data.group_by_length,
-                          cfg.data.megabatch_factor, cfg.data.pad_to_multiple_of).train_dataloader()
-    result = {"ours": _loader_padding(ours)}
-    features = [{"input_ids": i.astype("int64").tolist(), "attention_mask": [1] * len(i), "labels": lab.astype("int64").tolist()}
-                for i, lab in zip(train_set.input_ids, train_set.labels)]
-    collate = DataCollatorForSeq2Seq(tokenizer, padding=True, label_pad_token_id=IGNORE_INDEX)
+    result = {"ours": _loader_padding(make_datamodule(cfg, tokenizer, train_set, None, shape).train_dataloader())}
+    features, collate = _hf_features(tokenizer, zip(train_set.input_ids, train_set.labels))
     for sampling in spec["hf_sampling"]:
         args = _hf_arguments(spec, cfg, workdir, train_sampling_strategy=sampling, remove_unused_columns=False)
         trainer = Trainer(model=torch.nn.Linear(1, 1), args=args, train_dataset=features, data_collator=collate)

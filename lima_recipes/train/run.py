@@ -113,6 +113,13 @@ def total_steps(cfg: DictConfig, shape: BatchShape, num_examples: int) -> int:
     return shape.steps_per_epoch(num_examples) * cfg.trainer.max_epochs
 
 
+def make_datamodule(cfg: DictConfig, tokenizer, train_set, dev_set, shape: BatchShape) -> LimaDataModule:
+    return LimaDataModule(
+        train_set, dev_set, shape, tokenizer.pad_token_id, cfg.run.seed, cfg.data.group_by_length,
+        cfg.data.megabatch_factor, cfg.data.pad_to_multiple_of, cfg.data.num_workers,
+    )
+
+
 @dataclass
 class Assembled:
     """Everything `make train` builds before `fit`: what a run (and the benchmark) executes."""
@@ -146,10 +153,7 @@ def assemble(cfg: DictConfig, run_dir: Path, sweep: dict | None = None, extra_ca
     if not kept:
         log.warning("no epoch of trainer.checkpoint_epochs=%s is reached within trainer.max_epochs=%d; "
                     "only last.ckpt and the final export are written", list(cfg.trainer.checkpoint_epochs), cfg.trainer.max_epochs)
-    datamodule = LimaDataModule(
-        train_set, dev_set, shape, tokenizer.pad_token_id, cfg.run.seed, cfg.data.group_by_length,
-        cfg.data.megabatch_factor, cfg.data.pad_to_multiple_of, cfg.data.num_workers,
-    )
+    datamodule = make_datamodule(cfg, tokenizer, train_set, dev_set, shape)
     checkpoints = EpochCheckpoint(run_dir / "checkpoints", list(cfg.trainer.checkpoint_epochs), cfg.trainer.save_last,
                                   cfg.trainer.checkpoint_every_n_steps)
     callbacks: list[L.Callback] = [checkpoints, ForgetLogsAfterCheckpoint(), *extra_callbacks]
