@@ -57,6 +57,16 @@ def test_misspelt_key_names_the_closest_valid_one(compose_cfg):
         compose_cfg("trainer.max_epoch=3")
 
 
+@pytest.mark.parametrize("override,message", [
+    ("trainer.max_epochs=many", "trainer.max_epochs='many' is not a valid Integer"),
+    ("model.padding_mask_in_attention=maybe", "model.padding_mask_in_attention='maybe' is not a valid bool"),
+])
+def test_a_value_of_the_wrong_type_names_the_key_and_the_type(compose_cfg, override, message):
+    with pytest.raises(ConfigError) as err:
+        compose_cfg(override)
+    assert str(err.value) == message
+
+
 def test_unknown_option_lists_the_available_ones(compose_cfg):
     with pytest.raises(ConfigError, match=r"unknown option 'llama65bb'.*did you mean 'model=llama65b'"):
         compose_cfg("model=llama65bb")

@@ -102,7 +102,8 @@ def explain_compose_error(err: Exception) -> str:
         hint = difflib.get_close_matches(option, options, n=1)
         msg = f"unknown option '{option}' for config group '{group}'; available: {', '.join(options)}"
         return msg + (f" (did you mean '{group}={hint[0]}'?)" if hint else "")
-    value = re.search(r"Value '([^']*)' (?:of type '\w+' )?could not be converted to (\w+)", full)
+    value = (re.search(r"Value '([^']*)' (?:of type '\w+' )?could not be converted to (\w+)", full)
+             or re.search(r"Value '([^']*)' is not a valid (\w+)", full))
     if value and full_key:
         return f"{full_key.group(1)}='{value.group(1)}' is not a valid {value.group(2)}"
     first = next((line for line in full.splitlines() if line.strip()), full)
