@@ -43,6 +43,29 @@ def test_lima_like_mix_follows_table_1():
         assert lengths[:, 0].mean() == pytest.approx(prompt_mean, rel=0.3), source
 
 
+def test_clock_leaves_out_what_runs_between_steps(monkeypatch):
+    """A paired plain-loop step between two framework steps is not the framework's time."""
+    import torch
+
+    from lima_recipes.bench import train_child
+
+    now = [0.0]
+    monkeypatch.setattr(train_child.time, "perf_counter", lambda: now[0])
+    monkeypatch.setattr(train_child.time, "process_time", lambda: now[0] / 2)
+    clock = train_child.Clock(warmup=1, windows=2, window_steps=2)
+    labels = torch.tensor([[-100, 5, 6, -100]])
+    for seconds in (9.0, 1.0, 2.0, 3.0, 4.0):  # the first step is warm-up
+        now[0] += seconds
+        clock.micro_batch(labels, None)
+        clock.step_done()
+        now[0] += 100.0  # another loop's step
+        clock.restart()
+    result = clock.result()
+    assert [w["seconds"] for w in result["windows"]] == [3.0, 7.0]
+    assert [w["cpu_seconds_per_step"] for w in result["windows"]] == [0.75, 1.75]
+    assert result["trained_tokens"] == 8 and result["windows"][0]["trained_tokens_per_s"] == 4 / 3.0
+
+
 @pytest.mark.slow
 def test_every_section_runs_at_toy_size_and_reports_positive_figures(tmp_path):
     proc = subprocess.run([sys.executable, "recipes/bench.py", "--quick", "--out", str(tmp_path)], cwd=ROOT,
@@ -55,7 +78,12 @@ def test_every_section_runs_at_toy_size_and_reports_positive_figures(tmp_path):
     step = report["step_overhead"]["variants"]
     assert set(step) == {"plain PyTorch loop", "ours (make train)", "HF Trainer"}
     for r in step.values():
-        assert r["seconds_per_step"]["median"] > 0 and r["seconds_per_step"]["n"] >= 3 and r["peak_rss_mb"] > 0
+        assert r["seconds_per_step"]["median"] > 0 and r["seconds_per_step"]["n"] >= 3
+    for name in ("ours (make train)", "HF Trainer"):  # each timed in alternation with the plain loop
+        assert step[name]["peak_rss_mb"] > 0 and step[name]["ratio_to_plain"]["n"] == step[name]["seconds_per_step"]["n"]
+        assert step[name]["ratio_to_plain"]["median"] > 0 and step[name]["wall_ratio_to_plain"]["median"] > 0
+    # the plain loop ran one step beside every step of each framework
+    assert step["plain PyTorch loop"]["timed_steps"] == step["ours (make train)"]["timed_steps"] + step["HF Trainer"]["timed_steps"]
     mix = report["lima_mix"]
     assert len(mix["variants"]) == 5 and {t["name"] for t in mix["targets"]} >= {"our padding over the whole mix <= 5%"}
     for r in mix["variants"].values():

@@ -137,3 +137,26 @@ def test_without_the_mask_pads_would_change_a_left_padded_batch_so_it_is_refused
         module.training_step(left, 0)
     module.padding_mask_in_attention = True
     torch.testing.assert_close(module.training_step(left, 0), module.training_step(batch, 0), rtol=1e-5, atol=1e-6)
+
+
+def test_dropout_masks_depend_only_on_seed_step_and_micro_step(setup):
+    """Seeding only this device's generator still fixes every dropout mask: the same (seed,
+    optimizer step, micro-step) gives the same loss whatever the generator held before, and a
+    different micro-step or run seed draws other masks."""
+    from lima_recipes.model.dropout import apply_residual_dropout
+
+    module, data, pad = setup
+    apply_residual_dropout(module.model, 0.3)
+    module.model.train()
+    batch = collate(data, plan_epoch(data.lengths, data.trained_tokens, BatchShape(4, 4, 1), 0, 0)[0][0][0], pad)
+
+    def loss_at(micro_step: int, seed: int = 0) -> float:
+        module._micro_steps, module.seed = micro_step, seed
+        torch.rand(int(torch.randint(1, 1000, ()).item()))  # the generator moved on by some amount
+        return module.training_step(batch, 0).item()
+
+    first, second = loss_at(0), loss_at(1)
+    assert loss_at(0) == first and loss_at(1) == second
+    assert second != first and loss_at(0, seed=1) != first
+    module.model.eval()
+    assert module.training_step(batch, 0).item() not in (first, second)  # dropout was really on

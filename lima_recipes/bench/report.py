@@ -24,7 +24,7 @@ def rows(report: dict) -> list[tuple[str, str, str, str, str]]:
     if step:
         for name, r in step["variants"].items():
             out.append(("1 step overhead", name, f"{_fig(r['cpu_seconds_per_step'])} CPU s/step; wall {_fig(r['seconds_per_step'])} s",
-                        f"{r['ratio_to_plain']:.2f}x plain (wall {r['wall_ratio_to_plain']:.2f}x)",
+                        f"{_fig(r['ratio_to_plain'], '{:.2f}')}x plain (wall {r['wall_ratio_to_plain']['median']:.2f}x)",
                         _target(step["target"]) if name == "ours (make train)" else ""))
     mix = report.get("lima_mix")
     if mix:

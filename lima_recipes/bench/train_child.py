@@ -29,20 +29,27 @@ def peak_rss_mb() -> float:
 
 
 class Clock:
-    """Per optimizer step: its end time and its trained, real and padded-slot token counts. The
+    """Per optimizer step: its wall and CPU seconds and its trained, real and padded-slot token
+    counts. A step lasts from the end of the previous one (or the last `restart`) to `step_done`,
+    so time spent on something else between steps (a paired loop's step) can be left out. The
     first `warmup` steps are untimed; the timed steps are cut into `windows` of equal length,
     each a repeat of the measurement (median, min and max over them)."""
 
     def __init__(self, warmup: int, windows: int, window_steps: int):
         self.warmup, self.windows, self.window_steps = warmup, windows, window_steps
-        self.times: list[float] = []
+        self.wall: list[float] = []
         self.cpu: list[float] = []
         self.counts: list[tuple[int, int, int]] = []
         self._pending = [0, 0, 0]
+        self.restart()
 
     @property
     def total_steps(self) -> int:
         return self.warmup + self.windows * self.window_steps
+
+    def restart(self) -> None:
+        """The next step starts now: whatever ran since the last step is not this clock's."""
+        self._mark = (time.perf_counter(), time.process_time())
 
     def micro_batch(self, labels: torch.Tensor, attention_mask: torch.Tensor | None) -> None:
         self._pending[0] += int((labels[:, 1:] != IGNORE_INDEX).sum())
@@ -50,27 +57,66 @@ class Clock:
         self._pending[2] += labels.numel()
 
     def step_done(self) -> None:
-        self.times.append(time.perf_counter())
-        self.cpu.append(time.process_time())
+        wall, cpu = time.perf_counter(), time.process_time()
+        self.wall.append(wall - self._mark[0])
+        self.cpu.append(cpu - self._mark[1])
+        self._mark = (wall, cpu)
         self.counts.append(tuple(self._pending))
         self._pending = [0, 0, 0]
 
     def result(self) -> dict:
-        if len(self.times) < self.total_steps:
-            raise RuntimeError(f"only {len(self.times)} of {self.total_steps} steps ran")
+        if len(self.wall) < self.total_steps:
+            raise RuntimeError(f"only {len(self.wall)} of {self.total_steps} steps ran")
         windows = []
         for w in range(self.windows):
-            first = self.warmup + w * self.window_steps  # steps first .. last, timed from the end of step first-1
-            last = first + self.window_steps - 1
-            seconds = self.times[last] - self.times[first - 1]
-            cpu = self.cpu[last] - self.cpu[first - 1]
-            trained = sum(c[0] for c in self.counts[first : last + 1])
+            steps = slice(self.warmup + w * self.window_steps, self.warmup + (w + 1) * self.window_steps)
+            seconds, cpu = sum(self.wall[steps]), sum(self.cpu[steps])
+            trained = sum(c[0] for c in self.counts[steps])
             windows.append({"seconds": seconds, "seconds_per_step": seconds / self.window_steps, "cpu_seconds_per_step": cpu / self.window_steps,
                             "trained_tokens_per_s": trained / seconds})
         timed = self.counts[self.warmup : self.total_steps]
         real, slots = sum(c[1] for c in timed), sum(c[2] for c in timed)
         return {"windows": windows, "timed_steps": len(timed), "trained_tokens": sum(c[0] for c in timed),
                 "pad_fraction": 1 - real / slots if slots else 0.0}
+
+
+class PlainLoop:
+    """The hand-written loop: forward, masked loss, backward, AdamW step, zero_grad, one optimizer
+    step per call. A framework's process can run it between its own steps (`spec["paired"]`), so
+    both are timed in alternation on the same machine state: on a shared machine the speed drifts
+    by more than the overhead being measured, and a drift then falls on both alike."""
+
+    def __init__(self, spec: dict, cfg, model, rows: list[dict]):
+        o = cfg.optim
+        self.model = model
+        self.optimizer = torch.optim.AdamW(model.parameters(), lr=o.lr, betas=tuple(o.betas), weight_decay=o.weight_decay)
+        self.rows = rows
+        self.micro_batch = spec["micro_batch"]
+        self.accumulation = spec["global_batch"] // spec["micro_batch"]
+        self.order = torch.randperm(len(rows), generator=torch.Generator().manual_seed(spec["seed"])).tolist()
+        self.position = 0
+        self.clock = Clock(spec["warmup"], spec["windows"], spec["window_steps"])
+
+    def step(self) -> None:
+        import torch.nn.functional as F
+
+        self.clock.restart()
+        self.model.train()
+        for _ in range(self.accumulation):
+            chunk = [self.rows[self.order[(self.position + k) % len(self.rows)]] for k in range(self.micro_batch)]
+            self.position += self.micro_batch
+            input_ids = torch.stack([r["input_ids"] for r in chunk])  # fixed-shape examples
+            labels = torch.stack([r["labels"] for r in chunk])
+            logits = self.model(input_ids=input_ids).logits
+            # the same arithmetic as ours (labels shifted, not logits), so the ratio is the framework's cost
+            targets = torch.full_like(labels, IGNORE_INDEX)
+            targets[:, :-1] = labels[:, 1:]
+            loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1), ignore_index=IGNORE_INDEX)
+            (loss / self.accumulation).backward()
+            self.clock.micro_batch(labels, None)
+        self.optimizer.step()
+        self.optimizer.zero_grad(set_to_none=True)
+        self.clock.step_done()
 
 
 def our_config(spec: dict, workdir: Path):
@@ -96,6 +142,31 @@ def tokenized(spec: dict, workdir: Path):
     return tokenizer, train_set
 
 
+def _rows(train_set) -> list[dict]:
+    return [{"input_ids": torch.from_numpy(i.astype("int64")), "labels": torch.from_numpy(lab.astype("int64"))}
+            for i, lab in zip(train_set.input_ids, train_set.labels)]
+
+
+def _paired_plain(spec: dict, cfg, tokenizer, train_set) -> PlainLoop | None:
+    """The plain loop on its own copy of the model, to run between the framework's steps."""
+    from lima_recipes.train.run import make_model
+
+    return PlainLoop(spec, cfg, make_model(cfg, tokenizer), _rows(train_set)) if spec.get("paired") else None
+
+
+def _after_step(clock: Clock, plain: PlainLoop | None) -> None:
+    clock.step_done()
+    if plain is not None:
+        plain.step()
+        clock.restart()
+
+
+def _with_paired(result: dict, plain: PlainLoop | None) -> dict:
+    if plain is not None:
+        result["paired_plain"] = plain.clock.result()
+    return result
+
+
 def run_ours(spec: dict, workdir: Path) -> dict:
     import lightning as L
 
@@ -106,62 +177,38 @@ def run_ours(spec: dict, workdir: Path) -> dict:
     class Timer(L.Callback):
         def __init__(self):
             self.last_step = 0
+            self.plain: PlainLoop | None = None
 
         def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
             clock.micro_batch(batch["labels"], batch["attention_mask"])
             if trainer.global_step != self.last_step:
                 self.last_step = trainer.global_step
-                clock.step_done()
+                _after_step(clock, self.plain)
 
     cfg = our_config(spec, workdir)
-    run = assemble(cfg, workdir / "run", extra_callbacks=(Timer(),))
+    timer = Timer()
+    run = assemble(cfg, workdir / "run", extra_callbacks=(timer,))
+    timer.plain = _paired_plain(spec, cfg, run.tokenizer, run.train_set)
     run.trainer.fit(run.module, datamodule=run.datamodule)
-    return clock.result()
+    return _with_paired(clock.result(), timer.plain)
 
 
-def _model_and_rows(spec: dict, workdir: Path):
+def _model_and_data(spec: dict, workdir: Path):
     from lima_recipes.train.run import make_model
 
     tokenizer, train_set = tokenized(spec, workdir)
     cfg = our_config(spec, workdir)
     # the model `make train` trains, LIMA's residual dropout included, so every variant computes the same
     model = make_model(cfg, tokenizer)
-    rows = [{"input_ids": torch.from_numpy(i.astype("int64")), "labels": torch.from_numpy(lab.astype("int64"))}
-            for i, lab in zip(train_set.input_ids, train_set.labels)]
-    return cfg, tokenizer, model, rows
+    return cfg, tokenizer, model, train_set
 
 
 def run_plain(spec: dict, workdir: Path) -> dict:
-    """The hand-written loop: forward, masked loss, backward, AdamW step, zero_grad."""
-    import torch.nn.functional as F
-
-    cfg, tokenizer, model, rows = _model_and_rows(spec, workdir)
-    o = cfg.optim
-    optimizer = torch.optim.AdamW(model.parameters(), lr=o.lr, betas=tuple(o.betas), weight_decay=o.weight_decay)
-    clock = Clock(spec["warmup"], spec["windows"], spec["window_steps"])
-    accumulation = spec["global_batch"] // spec["micro_batch"]
-    generator = torch.Generator().manual_seed(spec["seed"])
-    order = torch.randperm(len(rows), generator=generator).tolist()
-    steps = clock.total_steps
-    model.train()
-    position = 0
-    for _ in range(steps):
-        for _ in range(accumulation):
-            chunk = [rows[order[(position + k) % len(rows)]] for k in range(spec["micro_batch"])]
-            position += spec["micro_batch"]
-            input_ids = torch.stack([r["input_ids"] for r in chunk])  # fixed-shape examples
-            labels = torch.stack([r["labels"] for r in chunk])
-            logits = model(input_ids=input_ids).logits
-            # the same arithmetic as ours (labels shifted, not logits), so the ratio is the framework's cost
-            targets = torch.full_like(labels, IGNORE_INDEX)
-            targets[:, :-1] = labels[:, 1:]
-            loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1), ignore_index=IGNORE_INDEX)
-            (loss / accumulation).backward()
-            clock.micro_batch(labels, None)
-        optimizer.step()
-        optimizer.zero_grad(set_to_none=True)
-        clock.step_done()
-    return clock.result()
+    cfg, _, model, train_set = _model_and_data(spec, workdir)
+    plain = PlainLoop(spec, cfg, model, _rows(train_set))
+    for _ in range(plain.clock.total_steps):
+        plain.step()
+    return plain.clock.result()
 
 
 def _hf_arguments(spec: dict, cfg, workdir: Path, cls=None, **extra):
@@ -178,12 +225,12 @@ def _hf_arguments(spec: dict, cfg, workdir: Path, cls=None, **extra):
     )
 
 
-def _hf_clock_callback(clock: Clock):
+def _hf_clock_callback(clock: Clock, plain: PlainLoop | None = None):
     from transformers import TrainerCallback
 
     class Timer(TrainerCallback):
         def on_step_end(self, args, state, control, **kwargs):
-            clock.step_done()
+            _after_step(clock, plain)
 
     return Timer()
 
@@ -211,14 +258,15 @@ def run_hf(spec: dict, workdir: Path) -> dict:
     group_by_length), and a collator that pads each micro-batch to its longest example."""
     from transformers import Trainer
 
-    cfg, tokenizer, model, rows = _model_and_rows(spec, workdir)
+    cfg, tokenizer, model, train_set = _model_and_data(spec, workdir)
     clock = Clock(spec["warmup"], spec["windows"], spec["window_steps"])
-    features, collate = _hf_features(tokenizer, ((r["input_ids"], r["labels"]) for r in rows))
+    plain = _paired_plain(spec, cfg, tokenizer, train_set)
+    features, collate = _hf_features(tokenizer, zip(train_set.input_ids, train_set.labels))
     args = _hf_arguments(spec, cfg, workdir, train_sampling_strategy=spec.get("sampling", "random"), remove_unused_columns=False)
     trainer = Trainer(model=model, args=args, train_dataset=features, data_collator=_counting(collate, clock),
-                      callbacks=[_hf_clock_callback(clock)])
+                      callbacks=[_hf_clock_callback(clock, plain)])
     trainer.train()
-    return clock.result()
+    return _with_paired(clock.result(), plain)
 
 
 def run_trl(spec: dict, workdir: Path) -> dict:
@@ -228,11 +276,11 @@ def run_trl(spec: dict, workdir: Path) -> dict:
     import datasets
     from trl import SFTConfig, SFTTrainer
 
-    cfg, tokenizer, model, rows = _model_and_rows(spec, workdir)
+    cfg, tokenizer, model, train_set = _model_and_data(spec, workdir)
     clock = Clock(spec["warmup"], spec["windows"], spec["window_steps"])
     table = datasets.Dataset.from_dict({
-        "input_ids": [r["input_ids"].tolist() for r in rows],
-        "completion_mask": [(r["labels"] != IGNORE_INDEX).long().tolist() for r in rows],
+        "input_ids": [ids.tolist() for ids in train_set.input_ids],
+        "completion_mask": [(labels != IGNORE_INDEX).astype("int64").tolist() for labels in train_set.labels],
     })
     # SFTConfig turns on bf16 autocast and activation checkpointing by default; the other variants
     # train in fp32 without checkpointing, so both are set to match (as our trainer.precision and
@@ -280,7 +328,7 @@ def run_idle(spec: dict, workdir: Path) -> dict:
     before its first step, subtracted to compare a peak with `make plan`'s estimate."""
     import lightning  # noqa: F401
 
-    _model_and_rows(spec, workdir)
+    _model_and_data(spec, workdir)
     return {}
 
 
