@@ -62,7 +62,7 @@ def test_step_metrics_wait_for_the_last_micro_batch(compose_cfg, tiny_tokenizer)
     cfg = compose_cfg()
     module = CausalLMModule(lambda: None, cfg.optim, total_steps=4)
     module._trainer = fake_trainer(True, 4)
-    module._step_stats += torch.tensor([1.0, 10, 10, 10], dtype=torch.float64)
+    module._step_stats += torch.tensor([1.0, 10, 10, 10])
     module._micro_steps = 2
     module.on_before_optimizer_step(optimizer=None)  # DeepSpeed calls it after every micro-batch
     assert module._step_stats[0] == 1.0 and module._micro_steps == 2

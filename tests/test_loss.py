@@ -135,7 +135,12 @@ def test_without_the_mask_pads_would_change_a_left_padded_batch_so_it_is_refused
     assert not torch.allclose(masked[real], unmasked[real], atol=1e-4)
     with pytest.raises(ValueError, match="padding_mask_in_attention"):
         module.training_step(left, 0)
+    # a batch bound for a GPU is checked on the host, before it moves
+    with pytest.raises(ValueError, match="padding_mask_in_attention"):
+        module.on_before_batch_transfer(left, 0)
+    assert module.on_before_batch_transfer(batch, 0) is batch
     module.padding_mask_in_attention = True
+    assert module.on_before_batch_transfer(left, 0) is left
     torch.testing.assert_close(module.training_step(left, 0), module.training_step(batch, 0), rtol=1e-5, atol=1e-6)
 
 

@@ -40,7 +40,7 @@ class Clock:
         self.wall: list[float] = []
         self.cpu: list[float] = []
         self.counts: list[tuple[int, int, int]] = []
-        self._pending = [0, 0, 0]
+        self._pending: list[tuple] = []
         self.restart()
 
     @property
@@ -52,17 +52,19 @@ class Clock:
         self._mark = (time.perf_counter(), time.process_time())
 
     def micro_batch(self, labels: torch.Tensor, attention_mask: torch.Tensor | None) -> None:
-        self._pending[0] += int((labels[:, 1:] != IGNORE_INDEX).sum())
-        self._pending[1] += int(attention_mask.sum()) if attention_mask is not None else labels.numel()
-        self._pending[2] += labels.numel()
+        # kept as tensors until the step ends: reading a GPU tensor now would wait for the GPU
+        real = attention_mask.sum() if attention_mask is not None else labels.numel()
+        self._pending.append(((labels[:, 1:] != IGNORE_INDEX).sum(), real, labels.numel()))
 
     def step_done(self) -> None:
+        if torch.cuda.is_available():
+            torch.cuda.synchronize()  # the step's work done, not only launched
         wall, cpu = time.perf_counter(), time.process_time()
         self.wall.append(wall - self._mark[0])
         self.cpu.append(cpu - self._mark[1])
-        self._mark = (wall, cpu)
-        self.counts.append(tuple(self._pending))
-        self._pending = [0, 0, 0]
+        self.counts.append(tuple(sum(int(micro[k]) for micro in self._pending) for k in range(3)))
+        self._pending = []
+        self.restart()  # the counting above is the clock's own work, not the step's
 
     def result(self) -> dict:
         if len(self.wall) < self.total_steps:

@@ -74,7 +74,7 @@ def _paired_ratios(results: list[dict], key: str) -> list[float]:
     return [w[key] / p[key] for r in results for w, p in zip(r["windows"], r["paired_plain"]["windows"])]
 
 
-def step_overhead(workdir: Path, steps: int = 10, windows: int = 3, rounds: int = 2, batch: int = 8, length: int = 256,
+def step_overhead(workdir: Path, steps: int = 8, windows: int = 6, rounds: int = 1, batch: int = 8, length: int = 256,
                   threads: int | None = 1) -> dict:
     """Each framework's process also runs the plain loop, one plain optimizer step after each of
     its own, on its own copy of the model and data: on a shared 2-core machine the speed of a

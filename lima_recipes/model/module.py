@@ -3,6 +3,7 @@ LIMA's linear decay, and the per-step metrics (loss, padding, throughput)."""
 
 from __future__ import annotations
 
+import math
 import time
 from collections.abc import Callable
 
@@ -79,16 +80,27 @@ class CausalLMModule(L.LightningModule):
             self.model = self.model_factory()
 
     def _reset_step_stats(self) -> None:
-        # loss share, trained tokens, real (non-pad) tokens, padded slots
-        self._step_stats = torch.zeros(4, dtype=torch.float64)
+        # loss share, trained tokens, real (non-pad) tokens, padded slots; summed on the device, so
+        # that a step waits for the device once (in on_before_optimizer_step), not per micro-batch
+        # (float32: exact for counts below 2**24 per step, and every device has it)
+        self._step_stats = torch.zeros(4, dtype=torch.float32, device=self.device)
+
+    def _check_right_padded(self, attention_mask: torch.Tensor) -> None:
+        """Causal attention alone keeps real tokens from pads only when every pad comes after the
+        real tokens of its row (the mask never rises again along a row)."""
+        if not self.padding_mask_in_attention and bool((attention_mask[:, 1:] > attention_mask[:, :-1]).any()):
+            raise ValueError("a batch is not padded on the right; set model.padding_mask_in_attention=true "
+                             "to train with a left-padding collator")
+
+    def on_before_batch_transfer(self, batch: dict, dataloader_idx: int) -> dict:
+        # Checked on the host: reading a result from a GPU tensor would wait for the GPU.
+        self._check_right_padded(batch["attention_mask"])
+        return batch
 
     def forward(self, input_ids: torch.Tensor, attention_mask: torch.Tensor) -> torch.Tensor:
         if not self.padding_mask_in_attention:
-            # Causal attention alone keeps real tokens from pads only when every pad comes after
-            # the real tokens of its row (the mask never rises again along a row).
-            if bool((attention_mask[:, 1:] > attention_mask[:, :-1]).any()):
-                raise ValueError("a batch is not padded on the right; set model.padding_mask_in_attention=true "
-                                 "to train with a left-padding collator")
+            if attention_mask.device.type == "cpu":  # a batch on a GPU was checked before it moved
+                self._check_right_padded(attention_mask)
             attention_mask = None
         return self.model(input_ids=input_ids, attention_mask=attention_mask, use_cache=False).logits
 
@@ -126,9 +138,10 @@ class CausalLMModule(L.LightningModule):
         # would scale each batch's loss by a different error.
         share = loss_sum / batch["global_trained_tokens"].float()
         mask = batch["attention_mask"]
-        self._step_stats += torch.tensor(
-            [share.detach().item(), trained.item(), mask.sum().item(), mask.numel()], dtype=torch.float64
-        )
+        # torch.full, not torch.tensor: copying a host number to a GPU waits for the GPU
+        slots = torch.full((), float(mask.numel()), device=share.device)
+        micro = torch.stack([share.detach().float(), trained.float(), mask.sum().float(), slots])
+        self._step_stats = self._step_stats.to(micro.device) + micro
         # Lightning divides by the accumulation steps and DDP averages over ranks; scaling back
         # leaves the gradient of the exact token mean over the global batch.
         return share * (batch["loss_scale"].float() * self._gradient_accumulation_scale())
@@ -137,11 +150,11 @@ class CausalLMModule(L.LightningModule):
         if self._micro_steps < self.trainer.accumulate_grad_batches:
             return  # DeepSpeed calls this after every micro-batch; only the last one steps
         self._micro_steps = 0
-        stats = self.trainer.strategy.reduce(self._step_stats.to(self.device, torch.float32), reduce_op="sum")
-        loss, trained, real, slots = (float(x) for x in stats)
+        stats = self.trainer.strategy.reduce(self._step_stats.to(self.device), reduce_op="sum")
+        loss, trained, real, slots = stats.tolist()
         self._reset_step_stats()
         step = self.global_step + 1
-        if not torch.isfinite(torch.tensor(loss)):
+        if not math.isfinite(loss):
             raise TrainingDivergedError(
                 f"train/loss is {loss} at optimizer step {step} (epoch {self.current_epoch + 1}); "
                 "training stopped before the update"
