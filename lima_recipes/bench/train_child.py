@@ -205,14 +205,6 @@ def _model_and_data(spec: dict, workdir: Path):
     return cfg, tokenizer, model, train_set
 
 
-def run_plain(spec: dict, workdir: Path) -> dict:
-    cfg, _, model, train_set = _model_and_data(spec, workdir)
-    plain = PlainLoop(spec, cfg, model, _rows(train_set))
-    for _ in range(plain.clock.total_steps):
-        plain.step()
-    return plain.clock.result()
-
-
 def _hf_arguments(spec: dict, cfg, workdir: Path, cls=None, **extra):
     from transformers import TrainingArguments
 
@@ -334,7 +326,7 @@ def run_idle(spec: dict, workdir: Path) -> dict:
     return {}
 
 
-RUNNERS = {"ours": run_ours, "plain": run_plain, "hf": run_hf, "trl": run_trl, "idle": run_idle, "padding": run_padding}
+RUNNERS = {"ours": run_ours, "hf": run_hf, "trl": run_trl, "idle": run_idle, "padding": run_padding}
 
 
 def main() -> None:

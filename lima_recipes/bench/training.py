@@ -49,21 +49,26 @@ def _summary(results: list[dict]) -> dict:
     trained = sum(r["trained_tokens"] for r in results)
     return {"processes": len(results), "timed_steps": sum(r["timed_steps"] for r in results), "trained_tokens": trained,
             "pad_fraction": sum(r["pad_fraction"] * r["trained_tokens"] for r in results) / max(trained, 1),
-            "peak_rss_mb": max(r.get("peak_rss_mb", 0.0) for r in results),
+            # None for the plain loop of section 1, which runs inside the frameworks' processes
+            "peak_rss_mb": max((r["peak_rss_mb"] for r in results if "peak_rss_mb" in r), default=None),
             "seconds_per_window": spread([w["seconds"] for w in windows]),
             "seconds_per_step": spread([w["seconds_per_step"] for w in windows]),
             "cpu_seconds_per_step": spread([w["cpu_seconds_per_step"] for w in windows]),
             "trained_tokens_per_s": spread([w["trained_tokens_per_s"] for w in windows])}
 
 
-def _run_variants(variants: dict[str, dict], common: dict, rounds: int) -> dict[str, dict]:
+def _run_rounds(variants: dict[str, dict], common: dict, rounds: int) -> dict[str, list[dict]]:
     """Every variant once per round, in turn: a slow drift of the machine's speed (other tenants,
     frequency) then falls on every variant alike instead of on whichever ran last."""
     raw: dict[str, list[dict]] = {name: [] for name in variants}
     for _ in range(rounds):
         for name, variant in variants.items():
             raw[name].append(run_child(CHILD, {**common, **variant}))
-    return {name: _summary(results) for name, results in raw.items()}
+    return raw
+
+
+def _run_variants(variants: dict[str, dict], common: dict, rounds: int) -> dict[str, dict]:
+    return {name: _summary(results) for name, results in _run_rounds(variants, common, rounds).items()}
 
 
 PLAIN = "plain PyTorch loop"
@@ -96,11 +101,8 @@ def step_overhead(workdir: Path, steps: int = 8, windows: int = 6, rounds: int =
         "ours (make train)": {"runner": "ours", "logger": "wandb", "overrides": ["trainer.enable_progress_bar=true"]},
         "HF Trainer": {"runner": "hf"},
     }
-    raw: dict[str, list[dict]] = {name: [] for name in frameworks}
-    for _ in range(rounds):
-        for name, variant in frameworks.items():
-            raw[name].append(run_child(CHILD, {**common, **variant}))
-    results = {PLAIN: {**_summary([r["paired_plain"] for rs in raw.values() for r in rs]), "peak_rss_mb": None,
+    raw = _run_rounds(frameworks, common, rounds)
+    results = {PLAIN: {**_summary([r["paired_plain"] for rs in raw.values() for r in rs]),
                        "ratio_to_plain": spread([1.0]), "wall_ratio_to_plain": spread([1.0])}}
     for name, rs in raw.items():
         results[name] = {**_summary(rs), "ratio_to_plain": spread(_paired_ratios(rs, "cpu_seconds_per_step")),
