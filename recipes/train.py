@@ -24,11 +24,13 @@ def main(cfg: DictConfig) -> float | None:
 
         return run_sweep_job(cfg, hydra_cfg)
     from lima_recipes.sweep.job import is_ddp_child, run_ddp_child
-    from lima_recipes.train.job import eval_key, run_job
+    from lima_recipes.train.job import eval_key, is_global_zero, run_job
 
     if is_ddp_child():
         return run_ddp_child(cfg, hydra_cfg.runtime.output_dir)
     result = run_job(cfg, hydra_cfg.runtime.output_dir)
+    if not is_global_zero():
+        return None
     print(f"run directory: {result['run_dir']}")
     evaluation = result.get("evals", {}).get(eval_key(cfg))
     if evaluation is not None:

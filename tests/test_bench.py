@@ -102,4 +102,8 @@ def test_every_section_runs_at_toy_size_and_reports_positive_figures(tmp_path):
     assert gen["batched_responses_per_s"]["median"] > 0 and gen["one_by_one_responses_per_s"]["median"] > 0
     assert gen["same_outputs"] is True
     assert report["curation"]["1x"]["mb_per_s"]["median"] > 0
-    assert "target" in proc.stdout and "8 GPU" in proc.stdout
+    sharded = report["sharded"]
+    assert set(sharded["steps"]["seconds_per_step"]) == {"FSDP2", "DDP"} and sharded["steps"]["ratio_fsdp2_to_ddp"]["median"] > 0
+    assert set(sharded["loaders"]) == {"broadcast", "per_rank", "every_rank"}
+    assert all(len(r["ranks"]) == 2 and r["model_mb"] > 0 for r in sharded["loaders"].values())
+    assert "target" in proc.stdout and "8 GPU" in proc.stdout and "9 sharded" in proc.stdout

@@ -93,9 +93,10 @@ def test_missing_data_path_says_how_to_provide_it(compose_cfg):
         validate(compose_cfg("data=jsonl"))
 
 
-def test_gpu_only_strategy_on_cpu_accelerator_is_rejected(compose_cfg):
-    with pytest.raises(ConfigError, match=r"strategy=fsdp needs CUDA GPUs"):
-        validate(compose_cfg("strategy=fsdp", "trainer.accelerator=cpu"))
+def test_gpu_only_strategy_on_cpu_accelerator_is_rejected_and_fsdp_is_not(compose_cfg):
+    with pytest.raises(ConfigError, match=r"strategy=deepspeed_zero3 needs CUDA GPUs"):
+        validate(compose_cfg("strategy=deepspeed_zero3", "trainer.accelerator=cpu"))
+    validate(compose_cfg("strategy=fsdp", "trainer.accelerator=cpu"))  # FSDP2 runs on gloo
 
 
 def test_same_config_same_run_id_and_changes_change_it(compose_cfg):

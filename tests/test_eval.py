@@ -295,9 +295,7 @@ def test_eval_cli_errors_are_one_line(tmp_path):
 
 @pytest.fixture
 def run_with_epochs(tmp_path):
-    """A run directory with export/ and three epoch checkpoints of different (random) weights."""
-    import torch
-
+    """A run directory with export/ and three kept epochs (HF directories) of different (random) weights."""
     from lima_recipes.config import compose
     from lima_recipes.data.templates import build_template
     from lima_recipes.model.build import build_model, load_tokenizer
@@ -308,11 +306,11 @@ def run_with_epochs(tmp_path):
     template = build_template(cfg.template)
     template.install(tokenizer)
     run = tmp_path / "run"
-    (run / "checkpoints").mkdir(parents=True)
     for epoch in (1, 2, 3):
         model = build_model(cfg.model, tokenizer, seed=epoch)
-        torch.save({"state_dict": {f"model.{k}": v for k, v in model.state_dict().items()}}, run / "checkpoints" / f"epoch={epoch:02d}.ckpt")
-    export_model(model, tokenizer, template.end_of_turn(tokenizer), cfg.generation, run / "export")
+        export_model(model, tokenizer, template.end_of_turn(tokenizer), cfg.generation, run / "checkpoints" / f"epoch={epoch:02d}",
+                     metadata={"epoch": epoch})
+    export_model(model, tokenizer, template.end_of_turn(tokenizer), cfg.generation, run / "export", metadata={"epoch": "final"})
     return run
 
 
@@ -331,8 +329,8 @@ def export_matches(run: Path, epoch: int) -> bool:
     from safetensors.torch import load_file
 
     exported = load_file(run / "export" / "model.safetensors")
-    checkpoint = torch.load(run / "checkpoints" / f"epoch={epoch:02d}.ckpt", weights_only=False)["state_dict"]
-    return all(torch.equal(exported[k], checkpoint[f"model.{k}"]) for k in exported)
+    checkpoint = load_file(run / "checkpoints" / f"epoch={epoch:02d}" / "model.safetensors")
+    return exported.keys() == checkpoint.keys() and all(torch.equal(exported[k], checkpoint[k]) for k in exported)
 
 
 @pytest.mark.slow

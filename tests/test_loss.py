@@ -20,7 +20,7 @@ def _setup(compose_cfg, tiny_tokenizer, lima_template, max_length: int):
     lima_template.install(tiny_tokenizer)
     data, _ = load_or_tokenize(train_source(cfg.data), tiny_tokenizer, lima_template, cfg.data)
     model = build_model(cfg.model, tiny_tokenizer, seed=0).eval()  # eval: dropout off, exact comparisons
-    module = CausalLMModule(lambda: model, cfg.optim, total_steps=10)
+    module = CausalLMModule(lambda _: model, cfg.optim, total_steps=10)
     module.configure_model()
     return module, data, tiny_tokenizer.pad_token_id
 

@@ -59,7 +59,7 @@ def test_lima_schedule_decays_linearly_from_1e5_to_1e6_without_warmup():
 
 def test_optimizer_is_adamw_with_lima_settings(compose_cfg, tiny_tokenizer):
     cfg = compose_cfg("model=tiny", "optim.lr=1e-5", "optim.final_lr=1e-6")
-    module = CausalLMModule(lambda: build_model(cfg.model, tiny_tokenizer, 0), cfg.optim, total_steps=20)
+    module = CausalLMModule(lambda _: build_model(cfg.model, tiny_tokenizer, 0), cfg.optim, total_steps=20)
     module.configure_model()
     conf = module.configure_optimizers()
     opt, sched = conf["optimizer"], conf["lr_scheduler"]["scheduler"]
@@ -76,34 +76,77 @@ def test_optimizer_is_adamw_with_lima_settings(compose_cfg, tiny_tokenizer):
 
 @pytest.mark.parametrize("option", ["auto", "ddp", "fsdp", "fsdp_offload", "deepspeed_zero2", "deepspeed_zero3", "deepspeed_zero3_offload"])
 def test_each_strategy_builds_the_right_lightning_object(compose_cfg, option):
-    from lightning.pytorch.strategies import DDPStrategy, DeepSpeedStrategy, FSDPStrategy
-    from transformers.models.llama.modeling_llama import LlamaDecoderLayer
+    from lightning.pytorch.strategies import DDPStrategy, DeepSpeedStrategy, ModelParallelStrategy
 
-    from lima_recipes.train.strategies import build_strategy
+    from lima_recipes.train.strategies import build_strategy, lightning_precision
 
-    cfg = compose_cfg(f"strategy={option}")
-    strategy = build_strategy(cfg.strategy)
+    cfg = compose_cfg(f"strategy={option}", "strategy.timeout_minutes=90")
+    strategy = build_strategy(cfg.strategy, world_size=8)
     if option == "auto":
         assert strategy == "auto"
     elif option == "ddp":
-        assert isinstance(strategy, DDPStrategy)
+        assert isinstance(strategy, DDPStrategy) and strategy._timeout.total_seconds() == 90 * 60
     elif option.startswith("fsdp"):
-        assert isinstance(strategy, FSDPStrategy) and cfg.strategy.precision == "bf16-mixed"
-        assert strategy.kwargs["auto_wrap_policy"]._module_classes == {LlamaDecoderLayer}
-        assert strategy._activation_checkpointing_kwargs["auto_wrap_policy"]._module_classes == {LlamaDecoderLayer}
-        assert strategy.cpu_offload.offload_params == option.endswith("offload")
+        # FSDP2: fully_shard is applied by the model factory (tests/test_sharded.py and below);
+        # Lightning runs it at 32-true, the mixed precision being FSDP2's own policy
+        assert isinstance(strategy, ModelParallelStrategy) and cfg.strategy.precision == "bf16-mixed"
+        assert lightning_precision(cfg.strategy) == "32-true"
+        assert (strategy._data_parallel_size, strategy._tensor_parallel_size) == (8, 1)
+        assert strategy._save_distributed_checkpoint and strategy._timeout.total_seconds() == 90 * 60
     else:
-        assert isinstance(strategy, DeepSpeedStrategy) and cfg.strategy.precision == "bf16-mixed"
+        assert isinstance(strategy, DeepSpeedStrategy) and lightning_precision(cfg.strategy) == "bf16-mixed"
         zero = strategy.config["zero_optimization"]
         assert zero["stage"] == (2 if option.endswith("zero2") else 3)
         assert ("offload_optimizer" in zero) == option.endswith("offload")
         assert ("offload_param" in zero) == option.endswith("offload")
 
 
-def test_activation_checkpointing_switch(compose_cfg):
-    from lima_recipes.train.strategies import build_strategy, uses_hf_checkpointing
+@pytest.fixture
+def one_process_group():
+    """A gloo group of one: enough for fully_shard to build its (trivial) shards in-process."""
+    import torch.distributed as dist
 
-    off = build_strategy(compose_cfg("strategy=fsdp", "strategy.activation_checkpointing=false").strategy)
-    assert not off._activation_checkpointing_kwargs
-    assert uses_hf_checkpointing(compose_cfg("strategy=deepspeed_zero3").strategy)
-    assert not uses_hf_checkpointing(compose_cfg("strategy=fsdp").strategy)
+    if not dist.is_initialized():
+        dist.init_process_group("gloo", init_method="tcp://127.0.0.1:0", rank=0, world_size=1)
+    yield
+    dist.destroy_process_group()
+
+
+@pytest.mark.parametrize("option,offload", [("fsdp", False), ("fsdp_offload", True)])
+def test_fsdp2_shards_each_decoder_layer_with_bf16_compute_and_fp32_reduction(compose_cfg, tiny_tokenizer, one_process_group,
+                                                                             option, offload):
+    from torch.distributed.device_mesh import init_device_mesh
+    from torch.distributed.fsdp import CPUOffloadPolicy, FSDPModule
+    from transformers.models.llama.modeling_llama import LlamaDecoderLayer
+
+    from lima_recipes.model.module import Placement
+    from lima_recipes.train.sharded import build_sharded_model
+
+    cfg = compose_cfg(f"strategy={option}", "trainer.accelerator=cpu")
+    mesh = init_device_mesh("cpu", (1, 1), mesh_dim_names=("data_parallel", "tensor_parallel"))
+    model = build_sharded_model(cfg, tiny_tokenizer, Placement(mesh, torch.device("cpu"), False))
+    layers = [m for m in model.modules() if isinstance(m, LlamaDecoderLayer)]
+    assert len(layers) == 4 and all(isinstance(m, FSDPModule) for m in [model, *layers])
+    state = model._get_fsdp_state()._fsdp_param_group
+    assert (state.mp_policy.param_dtype, state.mp_policy.reduce_dtype) == (torch.bfloat16, torch.float32)
+    assert isinstance(state.offload_policy, CPUOffloadPolicy) == offload
+    assert {p.dtype for p in model.parameters()} == {torch.float32}
+    assert model.is_activation_checkpointing  # the fsdp preset checkpoints activations
+    assert [layer.residual_dropout for layer in layers] == pytest.approx([0.0, 0.2 / 3, 0.4 / 3, 0.2])
+
+
+def test_activation_checkpointing_switch(compose_cfg, tiny_tokenizer):
+    from lima_recipes.train.run import make_model
+
+    assert make_model(compose_cfg("strategy=ddp", "strategy.activation_checkpointing=true"), tiny_tokenizer).is_activation_checkpointing
+    assert not make_model(compose_cfg("strategy=ddp"), tiny_tokenizer).is_activation_checkpointing
+
+
+def test_submitit_jobs_leave_requeueing_to_submitit():
+    from lightning.pytorch.plugins.environments import SLURMEnvironment
+
+    from lima_recipes.train.strategies import cluster_plugins
+
+    (plugin,) = cluster_plugins({"SUBMITIT_EXECUTOR": "slurm"})
+    assert isinstance(plugin, SLURMEnvironment) and not plugin.auto_requeue
+    assert cluster_plugins({"SLURM_JOB_ID": "7"}) == []  # plain srun: Lightning's own SLURM environment requeues

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import pytest
+
 from lima_recipes.config.plan import count_examples, make_plan
 
 
 def test_lima65b_plan_steps_from_the_expected_1000_examples(compose_cfg):
-    cfg = compose_cfg("experiment=lima65b", "trainer.devices=8")
+    cfg = compose_cfg("experiment=lima65b")  # 2 nodes x 8 GPUs
     examples, note = count_examples(cfg)  # GAIR/lima is not reachable in tests
     assert examples == 1000 and "expected_examples" in note
     plan = make_plan(cfg, examples, note)
     assert plan.parameters == 65_285_660_672
-    assert plan.steps_per_epoch == 32 and plan.total_steps == 480 and plan.accumulation == 4
+    assert plan.world_size == 16 and plan.steps_per_epoch == 32 and plan.total_steps == 480 and plan.accumulation == 2
 
 
 def test_sample_data_is_counted_from_the_file(compose_cfg):
@@ -31,3 +33,63 @@ def test_sharding_divides_state_and_offload_moves_it_to_cpu(compose_cfg):
     assert offload.memory.optimizer == 0 and offload.memory.cpu_offloaded > 0
     ckpt = make_plan(compose_cfg("model=llama7b", "strategy=fsdp", "strategy.activation_checkpointing=false"), 1000, "")
     assert ckpt.memory.activations > fsdp.memory.activations
+
+
+def test_lima65b_verdicts_and_the_smallest_fix(compose_cfg):
+    from lima_recipes.config.fit import verdicts
+
+    one_node = {v.device: v for v in verdicts(compose_cfg("experiment=lima65b", "trainer.num_nodes=1"))}
+    assert [v.fits for v in one_node.values()] == [False, False, False]
+    assert one_node["80 GB (A100/H100 80GB)"].fix == "trainer.devices=8 trainer.num_nodes=2 (16 devices)"
+    assert one_node["141 GB (H200)"].fix == "trainer.devices=8 trainer.num_nodes=2 (16 devices)"
+    sized = {v.device: v for v in verdicts(compose_cfg("experiment=lima65b"))}  # the preset: 2 nodes x 8
+    assert sized["80 GB (A100/H100 80GB)"].fits and sized["141 GB (H200)"].fits
+    assert not sized["40 GB (A100 40GB)"].fits and sized["40 GB (A100 40GB)"].fix.startswith("strategy=fsdp_offload")
+    unsharded = {v.device: v for v in verdicts(compose_cfg("model=llama65b"))}
+    assert unsharded["80 GB (A100/H100 80GB)"].fix == "strategy=fsdp trainer.devices=8 trainer.num_nodes=2 (16 devices)"
+
+
+@pytest.mark.parametrize("preset", ["llama7b", "llama13b", "llama33b", "llama65b", "llama2_7b", "llama2_13b", "llama2_70b"])
+def test_each_preset_trains_on_the_hardware_it_names(compose_cfg, preset):
+    """The recipe's hardware fits 80 GB GPUs, and a node fewer would not: the presets stay honest."""
+    from lima_recipes.config.fit import Verdict, needed_bytes
+
+    cfg = compose_cfg("experiment=lima7b", f"model={preset}")
+    gpu = 80 * 1024**3
+    assert Verdict("80GB", gpu, needed_bytes(cfg)).fits
+    if cfg.trainer.num_nodes > 1:
+        assert not Verdict("80GB", gpu, needed_bytes(compose_cfg("experiment=lima7b", f"model={preset}",
+                                                                  f"trainer.num_nodes={cfg.trainer.num_nodes - 1}"))).fits
+
+
+def test_train_refuses_what_does_not_fit_before_reading_data_or_weights(compose_cfg, monkeypatch):
+    from types import SimpleNamespace
+
+    import torch
+
+    from lima_recipes.errors import ConfigError
+    from lima_recipes.train.run import prepare
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda _: SimpleNamespace(name="NVIDIA H100 80GB HBM3", total_memory=80 * 1024**3))
+    # model.path and GAIR/lima are unreachable here: reaching them would raise another error
+    with pytest.raises(ConfigError, match=r"make plan: llama65b with strategy=fsdp on 8 device\(s\) needs about .* GiB per device "
+                                          r"and NVIDIA H100 80GB HBM3 gives 72.0 GiB usable; smallest fix: trainer.devices=8 "
+                                          r"trainer.num_nodes=2 \(16 devices\) \(trainer.check_memory=false runs it anyway\)"):
+        prepare(compose_cfg("experiment=lima65b", "trainer.num_nodes=1"))
+    with pytest.raises(Exception) as passed:
+        prepare(compose_cfg("experiment=lima65b", "trainer.num_nodes=1", "trainer.check_memory=false"))
+    assert "make plan" not in str(passed.value)
+
+
+def test_plan_counts_host_memory_at_load_and_checkpoint_sizes(compose_cfg):
+    cfg = compose_cfg("experiment=lima65b")
+    plan = make_plan(cfg, 1000, "")
+    p = plan.trainable_parameters
+    assert plan.disk.last_checkpoint == 12 * p  # fp32 weights + two AdamW moments, sharded over the ranks' files
+    assert plan.disk.kept_epoch == 2 * p and plan.disk.kept_epochs == 6  # bf16 HF directories of epochs 5-10
+    assert 2 * p < plan.disk.host_load_per_node < 2 * p + 8 * 2 * 1024**3  # rank 0's mapped bf16 file + a group per rank
+    per_rank = make_plan(compose_cfg("experiment=lima65b", "strategy.load=per_rank"), 1000, "")
+    assert per_rank.disk.host_load_per_node < 0.6 * plan.disk.host_load_per_node  # each node reads half the file
+    every_rank = make_plan(compose_cfg("model=llama65b", "strategy=ddp", "trainer.devices=8"), 1000, "")
+    assert every_rank.disk.host_load_per_node == 8 * p * (2 + 4)  # from_pretrained in bf16 + the fp32 copy, per rank

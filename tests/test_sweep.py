@@ -143,6 +143,15 @@ def test_slurm_launcher_takes_gpus_and_nodes_from_the_trainer_config():
     assert (launcher.partition, launcher.timeout_min) == ("gpu", 600)
 
 
+@pytest.mark.parametrize("model,nodes", [("llama7b", 1), ("llama65b", 2)])
+def test_model_size_ablation_jobs_get_each_size_its_own_hardware(model, nodes):
+    from lima_recipes.config import compose
+
+    cfg = compose(["hydra/launcher=submitit_slurm", "experiment=ablation_model_size", f"model={model}"], return_hydra_config=True)
+    launcher = cfg.hydra.launcher
+    assert (launcher.gpus_per_node, launcher.tasks_per_node, launcher.nodes) == (8, 8, nodes)
+
+
 # ---------------------------------------------------------------- multiruns of the tiny model
 
 def multirun(tmp_path: Path, *overrides: str, cwd: Path = ROOT) -> subprocess.CompletedProcess:

@@ -23,3 +23,36 @@ def run_child(module: str, spec: dict, timeout: float = 900) -> dict:
         tail = "\n".join(proc.stderr.strip().splitlines()[-15:])
         raise RuntimeError(f"{module} {spec.get('runner', '')} failed (exit {proc.returncode}):\n{tail}")
     return json.loads(proc.stdout.strip().splitlines()[-1])
+
+
+def rss_mb(field: str = "VmRSS") -> float:
+    """This process's resident memory now (VmRSS), or one part of it (RssAnon: its own memory,
+    not the page cache of files it maps)."""
+    with open("/proc/self/status") as status:
+        for line in status:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    raise KeyError(field)
+
+
+class AnonPeak:
+    """Peak anonymous memory over a block, sampled every 2 ms: what the process itself holds, not
+    the page cache of mapped checkpoint files, which the kernel shares between ranks and reclaims."""
+
+    def __enter__(self):
+        import threading
+
+        self.before = self.peak = rss_mb("RssAnon")
+        self._done = threading.Event()
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def _sample(self) -> None:
+        while not self._done.wait(0.002):
+            self.peak = max(self.peak, rss_mb("RssAnon"))
+
+    def __exit__(self, *exc) -> None:
+        self._done.set()
+        self._thread.join()
+        self.peak = max(self.peak, rss_mb("RssAnon"))

@@ -81,6 +81,20 @@ def rows(report: dict) -> list[tuple[str, str, str, str, str]]:
             out.append(("8 GPU", f"{gpu['model']} on {gpu['device']}: {name}", figure, ratio, targets if k == 0 else ""))
     else:
         out.append(("8 GPU", "bf16 MFU, FSDP / ZeRO-3", gpu.get("note", "") if gpu else "not run", "", ""))
+    sharded = report.get("sharded")
+    if sharded:
+        steps = sharded["steps"]
+        for name, r in steps["seconds_per_step"].items():
+            out.append(("9 sharded (2 CPU processes)", f"{name}, seconds per optimizer step", f"{_fig(r)} s",
+                        f"{_fig(steps['ratio_fsdp2_to_ddp'], '{:.2f}')}x DDP, step by step" if name == "FSDP2" else "",
+                        _target(steps["target"]) if name == "FSDP2" else ""))
+        labels = {"broadcast": "FSDP2, rank 0 reads and broadcasts", "per_rank": "FSDP2, each rank reads its slices",
+                  "every_rank": "whole model on every rank (DDP)"}
+        for loader, r in sharded["loaders"].items():
+            figure = ", ".join(f"rank {k} +{rank['own_memory_growth_mb']:.0f} MB own (+{rank['rss_growth_mb']:.0f} MB RSS)"
+                               for k, rank in enumerate(r["ranks"]))
+            out.append(("9 sharded: loading", labels[loader], figure,
+                        f"rank 1: {r['ranks'][1]['own_memory_growth_mb'] / r['model_mb']:.2f}x the {r['model_mb']:.0f} MB model", ""))
     return out
 
 

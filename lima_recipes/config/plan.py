@@ -16,6 +16,9 @@ from omegaconf import DictConfig
 from lima_recipes.model.build import build_meta_model
 
 GIB = 1024**3
+WRITE_BYTES_PER_S = 1e9
+"""The disk speed checkpoint write times are quoted at (1 GB/s)."""
+DTYPE_BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
 
 
 @dataclass
@@ -29,6 +32,22 @@ class MemoryPlan:
     @property
     def total(self) -> float:
         return self.weights + self.gradients + self.optimizer + self.activations
+
+
+@dataclass
+class DiskPlan:
+    host_load_per_node: float
+    """Host RAM per node while the pretrained weights load (the busiest node)."""
+    host_load_note: str
+    last_checkpoint: float
+    """Bytes of `last.ckpt`: fp32 master weights and AdamW moments (sharded: one file per rank)."""
+    kept_epoch: float
+    """Bytes of one kept epoch (HF directory in trainer.save_dtype); the export is one more."""
+    kept_epochs: int
+
+    @property
+    def total(self) -> float:
+        return self.last_checkpoint + (self.kept_epochs + 1) * self.kept_epoch
 
 
 @dataclass
@@ -47,10 +66,12 @@ class Plan:
     total_steps: int | None
     accumulation: int
     dropout_by_layer: list[float]
+    disk: DiskPlan
 
     def as_dict(self) -> dict:
         out = asdict(self)
         out["memory"]["total"] = self.memory.total
+        out["disk"]["total"] = self.disk.total
         return out
 
 
@@ -104,6 +125,28 @@ def activation_bytes(model_cfg, strategy_cfg, micro_batch: int, seq_len: int, vo
     return layers + logits
 
 
+def disk_plan(cfg: DictConfig, params: int, largest_tensor: int) -> DiskPlan:
+    """Host memory while loading, and what the checkpoints take on disk."""
+    from lima_recipes.train.sharded import BROADCAST_GROUP_BYTES
+    from lima_recipes.train.strategies import keeps_fp32_master_weights
+
+    s, t = cfg.strategy, cfg.trainer
+    stored = params * DTYPE_BYTES[cfg.model.dtype]
+    if s.kind == "fsdp" and s.load == "per_rank":
+        host = stored / t.num_nodes + t.devices * largest_tensor * 4
+        note = "each node maps only its ranks' slices of the checkpoint (page cache)"
+    elif s.kind == "fsdp" or (s.kind == "deepspeed" and s.zero_stage == 3):
+        host = stored + t.devices * min(BROADCAST_GROUP_BYTES, largest_tensor * 4 + BROADCAST_GROUP_BYTES / 4)
+        note = "node 0 maps the checkpoint (page cache); rank 0 sends it on a group at a time"
+    else:
+        master = 4 if keeps_fp32_master_weights(s) else 0
+        host = t.devices * params * (DTYPE_BYTES[cfg.model.dtype] + master)
+        note = "every rank loads the whole model (and its fp32 copy)"
+    optimizer_bytes = 12 + (2 if s.kind == "deepspeed" else 0)  # fp32 master + 2 AdamW moments (+ bf16 weights)
+    kept = len([e for e in t.checkpoint_epochs if e <= t.max_epochs])
+    return DiskPlan(host, note, params * optimizer_bytes, params * DTYPE_BYTES[t.save_dtype], kept)
+
+
 def make_plan(cfg: DictConfig, num_examples: int | None, examples_note: str, added_tokens: int = 1) -> Plan:
     from lima_recipes.data.batching import BatchShape
     from lima_recipes.model.dropout import residual_dropout_rates
@@ -138,6 +181,7 @@ def make_plan(cfg: DictConfig, num_examples: int | None, examples_note: str, add
         examples=num_examples, examples_note=examples_note, steps_per_epoch=steps, total_steps=total,
         accumulation=shape.accumulation,
         dropout_by_layer=residual_dropout_rates(m.num_hidden_layers, m.residual_dropout),
+        disk=disk_plan(cfg, params, vocab * m.hidden_size),
     )
 
 
@@ -155,7 +199,7 @@ def count_examples(cfg: DictConfig) -> tuple[int | None, str]:
         return None, f"unknown: {err}"
 
 
-def render_plan(plan: Plan, console=None) -> None:
+def render_plan(plan: Plan, console=None, verdicts=None) -> None:
     from rich.console import Console
     from rich.table import Table
 
@@ -181,6 +225,14 @@ def render_plan(plan: Plan, console=None) -> None:
     table.add_row("optimizer steps in total", f"{plan.total_steps:,}" if plan.total_steps else "?")
     rates = plan.dropout_by_layer
     table.add_row("residual dropout, bottom -> top layer", f"{rates[0]:.2f} -> {rates[-1]:.2f} over {len(rates)} layers")
+    disk = plan.disk
+    seconds = lambda b: f"{b / WRITE_BYTES_PER_S:,.0f} s at 1 GB/s"  # noqa: E731
+    table.add_row("host RAM per node while loading", f"{gib(disk.host_load_per_node)} ({disk.host_load_note})")
+    table.add_row("last.ckpt (weights + AdamW state)", f"{gib(disk.last_checkpoint)}, {seconds(disk.last_checkpoint)}")
+    table.add_row(f"each kept epoch and the export ({disk.kept_epochs} + 1)", f"{gib(disk.kept_epoch)}, {seconds(disk.kept_epoch)}")
+    table.add_row("checkpoints on disk in all", gib(disk.total))
+    for verdict in verdicts or ():
+        table.add_row(f"on {plan.world_size} x {verdict.device}", verdict.line())
     console.print(table)
 
 

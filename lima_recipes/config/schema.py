@@ -59,6 +59,11 @@ class ModelConfig:
     (0.3 for 65B, 0.2 for smaller models)."""
     recipe_global_batch_size: int = 64
     """LIMA's global batch for this size (32 for 65B, 64 for smaller); trainer reads it."""
+    recipe_devices: int = 1
+    """Devices per node the recipe trains this size on under strategy=fsdp (8 per node on 80 GB
+    GPUs for every published size); experiment presets set trainer.devices from it."""
+    recipe_nodes: int = 1
+    """Nodes of recipe_devices each (2 for 65-70B: `make plan` finds 8 x 80 GB too small)."""
     recipe_lr: float = 1e-5
     """LIMA's peak learning rate for this size; optim reads it."""
     recipe_final_lr: float = 1e-6
@@ -133,17 +138,27 @@ class StrategyConfig:
     name: str = MISSING
     """auto, ddp, fsdp, fsdp_offload, deepspeed_zero2, deepspeed_zero3, deepspeed_zero3_offload."""
     kind: str = "auto"
-    """Which Lightning strategy class to build: auto, ddp, fsdp or deepspeed."""
+    """Which Lightning strategy to build: auto, ddp, fsdp (FSDP2 on ModelParallelStrategy) or deepspeed."""
     precision: str = "32-true"
-    """Lightning precision: 32-true on CPU, bf16-mixed on GPUs with sharding."""
+    """32-true, bf16-mixed (bf16 compute, fp32 master weights; FSDP2 also reduces gradients in
+    fp32), 16-mixed or bf16-true."""
     activation_checkpointing: bool = False
     """Recompute each decoder layer's activations in backward: less memory, ~30% more compute."""
     cpu_offload: bool = False
-    """Keep parameters (and optimizer state) in CPU memory (FSDP offload, ZeRO offload)."""
+    """Keep parameters (and optimizer state) in CPU memory (FSDP2 CPUOffloadPolicy, ZeRO offload)."""
     zero_stage: int = 0
     """DeepSpeed ZeRO stage (2 shards gradients and optimizer state, 3 also the weights)."""
     sharding_strategy: str = "FULL_SHARD"
-    """FSDP sharding: FULL_SHARD, SHARD_GRAD_OP, HYBRID_SHARD or NO_SHARD."""
+    """FSDP: FULL_SHARD (weights re-gathered in backward), SHARD_GRAD_OP (kept from forward to
+    backward: more memory, less traffic) or HYBRID_SHARD (sharded within a node, replicated across
+    trainer.num_nodes: traffic stays on the node's links)."""
+    load: str = "broadcast"
+    """FSDP: how pretrained weights reach the shards. broadcast: rank 0 reads the safetensors and
+    sends each tensor on (one node); per_rank: every rank reads only its own slices (many nodes,
+    shared filesystem)."""
+    timeout_minutes: int = 60
+    """Collective timeout: loading a 65B checkpoint on rank 0 can exceed torch's 10-30 min default,
+    which kills the waiting ranks at their first collective."""
     process_group_backend: Optional[str] = None
     """nccl on GPUs, gloo on CPU; None lets Lightning choose."""
     find_unused_parameters: bool = False
@@ -199,6 +214,12 @@ class TrainerConfig:
     a preempted or timed-out job then loses at most N steps, and resumes mid-epoch exactly."""
     export_epoch: Optional[int] = None
     """Which kept epoch to export; None exports the final weights (eval=dev_select overrides)."""
+    check_memory: bool = True
+    """Refuse, before any weight is read, a run that `make plan` says cannot fit on the visible
+    devices; false lets an expert through."""
+    save_dtype: str = "float32"
+    """Dtype of the kept epochs and the export (float32, bfloat16, float16): by default the dtype
+    the weights came in (model.dtype), so a bf16 checkpoint is written back at its own size."""
     val_every_n_epochs: int = 1
     """Compute dev loss every N epochs when a dev set exists."""
     log_every_n_steps: int = 1
@@ -478,6 +499,23 @@ class ReportAppConfig:
     """Read the sweep's W&B group too (needs WANDB_API_KEY); None: when the jobs logged to W&B."""
 
 
+@dataclass
+class ConvertAppConfig:
+    """Root config of recipes/convert.py: a training checkpoint -> a Hugging Face directory."""
+
+    ckpt: Optional[str] = None
+    """A sharded `last.ckpt/` (FSDP2), a DeepSpeed checkpoint directory or a Lightning .ckpt file."""
+    out: Optional[str] = None
+    """The HF directory to write; None: `<ckpt>.hf` beside the checkpoint."""
+    dtype: str = "bfloat16"
+    """Dtype of the written weights: bfloat16, float32 or float16."""
+    like: Optional[str] = None
+    """An HF directory whose config, tokenizer and generation config are copied; None: the run's
+    export/ or its newest kept epoch."""
+    max_shard_gb: float = 5.0
+    """Largest output file; one file's tensors are in memory at a time."""
+
+
 GROUP_SCHEMAS = {
     "model": ModelConfig,
     "data": DataConfig,
@@ -501,5 +539,6 @@ def register_configs() -> None:
     cs.store(group="prompts", name="schema", node=PromptsConfig)
     cs.store(name="eval_schema", node=EvalAppConfig)
     cs.store(name="report_schema", node=ReportAppConfig)
+    cs.store(name="convert_schema", node=ConvertAppConfig)
     for group, schema in GROUP_SCHEMAS.items():
         cs.store(group=group, name="schema", node=schema)

@@ -13,7 +13,8 @@ ON_INVALID = ("error", "skip")
 STRATEGY_KINDS = ("auto", "ddp", "fsdp", "deepspeed")
 PRECISIONS = ("32-true", "bf16-mixed", "16-mixed", "bf16-true")
 DTYPES = ("float32", "bfloat16", "float16")
-SHARDING = ("FULL_SHARD", "SHARD_GRAD_OP", "HYBRID_SHARD", "NO_SHARD")
+SHARDING = ("FULL_SHARD", "SHARD_GRAD_OP", "HYBRID_SHARD")
+LOADS = ("broadcast", "per_rank")
 
 
 def _one_of(problems: list[str], key: str, value, allowed) -> None:
@@ -78,6 +79,9 @@ def validate(cfg: DictConfig) -> None:
     _one_of(problems, "strategy.kind", s.kind, STRATEGY_KINDS)
     _one_of(problems, "strategy.precision", s.precision, PRECISIONS)
     _one_of(problems, "strategy.sharding_strategy", s.sharding_strategy, SHARDING)
+    _one_of(problems, "strategy.load", s.load, LOADS)
+    if s.timeout_minutes < 1:
+        problems.append(f"strategy.timeout_minutes={s.timeout_minutes} must be >= 1")
     if s.kind == "deepspeed" and s.zero_stage not in (1, 2, 3):
         problems.append(f"strategy.zero_stage={s.zero_stage} must be 1, 2 or 3 for DeepSpeed")
 
@@ -100,6 +104,7 @@ def validate(cfg: DictConfig) -> None:
             f"(trainer.devices={tr.devices} x trainer.num_nodes={tr.num_nodes}); choose a "
             f"micro_batch_size that divides {tr.global_batch_size // max(world, 1) or 1}"
         )
+    _one_of(problems, "trainer.save_dtype", tr.save_dtype, DTYPES)
     if tr.max_epochs < 1 and tr.max_steps < 1:
         problems.append("trainer.max_epochs or trainer.max_steps must be >= 1")
     if any(e < 1 for e in tr.checkpoint_epochs):
@@ -114,7 +119,7 @@ def validate(cfg: DictConfig) -> None:
             f"trainer.export_epoch={tr.export_epoch} is after the last epoch (trainer.max_epochs={tr.max_epochs}); "
             "lower it or set trainer.export_epoch=null to export the final weights"
         )
-    if s.kind in ("fsdp", "deepspeed") and tr.accelerator == "cpu":
+    if s.kind == "deepspeed" and tr.accelerator == "cpu":
         problems.append(f"strategy={s.name} needs CUDA GPUs; on CPU use strategy=ddp or strategy=auto")
     if "eval" in cfg:
         problems += _after_training_problems(cfg)

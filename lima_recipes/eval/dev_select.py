@@ -35,23 +35,20 @@ def kept_checkpoints(run_dir: Path, epochs: list[int]) -> dict[int, Path]:
 
 
 def generate_per_epoch(run_dir: Path, checkpoints: dict[int, Path], cfg) -> dict[int, Path]:
-    """Generations per epoch, reusing a file already written for the same prompts (resume)."""
-    from lima_recipes.model.export import load_checkpoint_weights
-
+    """Generations per epoch, reusing a file already written for the same prompts (resume). Each
+    kept epoch is a complete HF directory, loaded as it is."""
     prompts = load_prompts(cfg.prompts)
     ids = [p.id for p in prompts]
     out_dir = run_dir / "generations" / "dev_select"
     paths = {e: out_dir / f"{cfg.prompts.name}-epoch={e:02d}.jsonl" for e in checkpoints}
-    todo = [e for e, p in paths.items() if not (p.exists() and list(load_generations(p, "dev_select")) == ids)]
-    if todo:
-        model, tokenizer, eos = load_for_generation(resolve_export(run_dir))
-        for epoch in todo:
-            model.load_state_dict(load_checkpoint_weights(checkpoints[epoch]))
-            generations = generate(prompts, model, tokenizer, eos, cfg.generation, 1, cfg.eval.batch_size, cfg.eval.seed,
-                                   model_name=f"{run_dir.name}@epoch={epoch:02d}")
-            write_generations(generations, paths[epoch])
-            metrics = automatic_metrics([asdict(g) for g in generations])
-            write_atomically(paths[epoch].with_suffix(".metrics.json"), json.dumps(metrics, indent=2))
+    for epoch in [e for e, p in paths.items() if not (p.exists() and list(load_generations(p, "dev_select")) == ids)]:
+        model, tokenizer, eos = load_for_generation(checkpoints[epoch])
+        generations = generate(prompts, model, tokenizer, eos, cfg.generation, 1, cfg.eval.batch_size, cfg.eval.seed,
+                               model_name=f"{run_dir.name}@epoch={epoch:02d}")
+        write_generations(generations, paths[epoch])
+        metrics = automatic_metrics([asdict(g) for g in generations])
+        write_atomically(paths[epoch].with_suffix(".metrics.json"), json.dumps(metrics, indent=2))
+        del model
     return paths
 
 
@@ -77,27 +74,17 @@ def rank_by_metrics(paths: dict[int, Path]) -> dict[int, tuple]:
 
 
 def promote(run_dir: Path, checkpoint: Path, record: dict) -> Path:
-    """Replace export/'s weights by the checkpoint's; the new export is built beside the old one
-    and swapped in, so an interruption leaves one complete export."""
-    from transformers import AutoModelForCausalLM
-
-    from lima_recipes.model.export import load_checkpoint_weights
+    """Make the winning epoch's directory the export; the copy is built beside export/ and swapped
+    in, so an interruption leaves one complete export."""
+    from lima_recipes.train.hf_checkpoint import replace_dir
+    from lima_recipes.train.run import update_metadata
 
     export = resolve_export(run_dir)
-    staging, retired = export.with_name(".export.new"), export.with_name(".export.old")
-    for leftover in (staging, retired):
-        shutil.rmtree(leftover, ignore_errors=True)
-    shutil.copytree(export, staging, ignore=shutil.ignore_patterns("*.safetensors", "*.bin", "model*.json"))
-    model = AutoModelForCausalLM.from_pretrained(export)
-    model.load_state_dict(load_checkpoint_weights(checkpoint))
-    model.save_pretrained(staging)
-    meta_path = staging / "lima_recipes.json"
-    meta = json.loads(meta_path.read_text()) if meta_path.exists() else {}
-    meta.update({"epoch": record["winner"], "selected_by": record["reason"]})
-    meta_path.write_text(json.dumps(meta, indent=2))
-    export.rename(retired)
-    staging.rename(export)
-    shutil.rmtree(retired)
+    staging = export.with_name(".export.new")
+    shutil.rmtree(staging, ignore_errors=True)
+    shutil.copytree(checkpoint, staging)
+    update_metadata(staging, {"epoch": record["winner"], "selected_by": record["reason"]})
+    replace_dir(staging, export)
     return export
 
 

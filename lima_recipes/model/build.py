@@ -80,6 +80,18 @@ def check_weights_available(model_cfg) -> None:
         raise WeightsNotFoundError(f"model.path={path} cannot be read ({reason}); {HOW_TO_PROVIDE}") from None
 
 
+def local_checkpoint_dir(model_cfg) -> Path:
+    """The directory holding the checkpoint's files: model.path itself, or the hub snapshot in the
+    local Hugging Face cache (downloaded when the hub is reachable; sharded loading reads files)."""
+    path = str(model_cfg.path)
+    if _is_local(path):
+        return Path(path).expanduser()
+    from huggingface_hub import snapshot_download
+
+    check_weights_available(model_cfg)
+    return Path(snapshot_download(path, allow_patterns=["*.json", "*.safetensors"]))
+
+
 def load_tokenizer(model_cfg):
     """The base tokenizer (templates add their tokens afterwards)."""
     source = model_cfg.tokenizer_path or model_cfg.path
@@ -92,35 +104,76 @@ def load_tokenizer(model_cfg):
         raise WeightsNotFoundError(f"tokenizer {source} cannot be loaded ({reason}); pass model.tokenizer_path=<dir or hub id>") from None
 
 
+def pretrained_config(model_cfg) -> LlamaConfig:
+    """The checkpoint's own architecture (config.json), checked against the preset it claims to be."""
+    config = LlamaConfig.from_pretrained(str(model_cfg.path))
+    check_architecture(model_cfg, config)
+    return config
+
+
+def check_architecture(model_cfg, config) -> None:
+    mismatched = [
+        f"{name}: preset {getattr(model_cfg, name)}, checkpoint {getattr(config, name)}"
+        for name in ARCH_FIELDS
+        if getattr(config, name) != getattr(model_cfg, name)
+    ]
+    if mismatched and model_cfg.name != "hf":
+        raise ConfigError(
+            f"model.path={model_cfg.path} is not a {model_cfg.name} ({'; '.join(mismatched)}); "
+            "use model=hf for other architectures"
+        )
+
+
+def grown_vocab_size(config, tokenizer) -> int:
+    """Rows the embedding needs: the checkpoint's, or more when the template added tokens."""
+    return max(config.vocab_size, len(tokenizer))
+
+
+def grow_vocabulary(model, num_tokens: int, seed: int) -> None:
+    """Add embedding (and output) rows for the template's tokens, drawn like
+    `resize_token_embeddings(mean_resizing=True)` under the run seed: new rows start near the
+    mean of the existing ones, so the untrained end-of-turn token does not dominate the softmax
+    at the start of training. The sharded loader draws the same rows on rank 0 (same seed)."""
+    if num_tokens <= model.get_input_embeddings().num_embeddings:
+        return
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(seed)
+        model.resize_token_embeddings(num_tokens, mean_resizing=True)
+
+
+def enable_activation_checkpointing(model) -> None:
+    """Recompute each decoder layer in backward (non-reentrant: works under FSDP2 and with the
+    dropout hooks, whose masks are replayed from the saved RNG state)."""
+    model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
+
+
+def finish_config(config, tokenizer) -> None:
+    """Token ids generation and padding rely on, and no KV cache while training."""
+    config.pad_token_id = tokenizer.pad_token_id
+    config.bos_token_id = tokenizer.bos_token_id
+    config.use_cache = False
+
+
+def scratch_config(model_cfg, tokenizer) -> LlamaConfig:
+    """The preset's architecture for a model trained from scratch (the tiny default)."""
+    config = llama_config(model_cfg, vocab_size=max(model_cfg.vocab_size, len(tokenizer)))
+    config._attn_implementation = model_cfg.attn_implementation
+    return config
+
+
 def build_model(model_cfg, tokenizer, seed: int) -> LlamaForCausalLM:
     """Pretrained weights from model.path, or a seeded random init of the preset's architecture;
-    the embedding is then resized for the template's added tokens."""
+    the embedding is then grown for the template's added tokens."""
     dtype = DTYPES[model_cfg.dtype]
     if model_cfg.path is not None:
         check_weights_available(model_cfg)
         model = LlamaForCausalLM.from_pretrained(
             str(model_cfg.path), dtype=dtype, attn_implementation=model_cfg.attn_implementation
         )
-        mismatched = [
-            f"{name}: preset {getattr(model_cfg, name)}, checkpoint {getattr(model.config, name)}"
-            for name in ARCH_FIELDS
-            if getattr(model.config, name) != getattr(model_cfg, name)
-        ]
-        if mismatched and model_cfg.name != "hf":
-            raise ConfigError(
-                f"model.path={model_cfg.path} is not a {model_cfg.name} ({'; '.join(mismatched)}); "
-                "use model=hf for other architectures"
-            )
+        check_architecture(model_cfg, model.config)
     else:
         torch.manual_seed(seed)
-        config = llama_config(model_cfg, vocab_size=max(model_cfg.vocab_size, len(tokenizer)))
-        config._attn_implementation = model_cfg.attn_implementation
-        model = LlamaForCausalLM(config).to(dtype)
-    if len(tokenizer) > model.get_input_embeddings().num_embeddings:
-        # New rows start at the mean of the existing embeddings, so the untrained end-of-turn
-        # token does not dominate the softmax at the start of training.
-        model.resize_token_embeddings(len(tokenizer), mean_resizing=True)
-    model.config.pad_token_id = tokenizer.pad_token_id
-    model.config.bos_token_id = tokenizer.bos_token_id
-    model.config.use_cache = False
+        model = LlamaForCausalLM(scratch_config(model_cfg, tokenizer)).to(dtype)
+    grow_vocabulary(model, len(tokenizer), seed)
+    finish_config(model.config, tokenizer)
     return model

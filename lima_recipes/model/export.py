@@ -3,11 +3,14 @@ template, and a generation config holding LIMA's decoding with the end-of-turn t
 
 from __future__ import annotations
 
+import copy
 import json
 from pathlib import Path
 
 import torch
 from transformers import GenerationConfig
+
+METADATA = "lima_recipes.json"
 
 
 def generation_config(generation_cfg, tokenizer, eot_token: str) -> GenerationConfig:
@@ -23,36 +26,27 @@ def generation_config(generation_cfg, tokenizer, eot_token: str) -> GenerationCo
     )
 
 
-def strip_module_prefix(state_dict: dict[str, torch.Tensor], prefix: str = "model.") -> dict[str, torch.Tensor]:
-    """LightningModule keys (`model.model.layers...`) -> transformers keys (`model.layers...`)."""
-    return {k[len(prefix):] if k.startswith(prefix) else k: v for k, v in state_dict.items()}
-
-
-def export_model(model, tokenizer, eot_token: str, generation_cfg, out_dir: str | Path,
-                 state_dict: dict[str, torch.Tensor] | None = None, metadata: dict | None = None) -> Path:
+def write_model_files(out_dir: str | Path, config, dtype: torch.dtype, tokenizer, eot_token: str, generation_cfg,
+                      metadata: dict | None = None) -> None:
+    """Everything but the weights (rank 0): config.json naming the dtype the weights were written
+    in and with the KV cache on for generation, the tokenizer, LIMA's generation config."""
     out_dir = Path(out_dir)
-    out_dir.mkdir(parents=True, exist_ok=True)
-    model.config.use_cache = True
-    model.save_pretrained(out_dir, state_dict=state_dict)
+    config = copy.deepcopy(config)
+    config.use_cache = True
+    config.dtype = dtype
+    config.save_pretrained(out_dir)
     tokenizer.save_pretrained(out_dir)
     generation_config(generation_cfg, tokenizer, eot_token).save_pretrained(out_dir)
     if metadata:
-        (out_dir / "lima_recipes.json").write_text(json.dumps(metadata, indent=2, default=str))
+        (out_dir / METADATA).write_text(json.dumps(metadata, indent=2, default=str))
+
+
+def export_model(model, tokenizer, eot_token: str, generation_cfg, out_dir: str | Path, metadata: dict | None = None,
+                 dtype: torch.dtype | None = None) -> Path:
+    """A model held whole in this process, written as a complete HF directory."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    dtype = dtype or model.dtype
+    model.save_pretrained(out_dir, state_dict={k: v.detach().to(dtype) for k, v in model.state_dict().items()})
+    write_model_files(out_dir, model.config, dtype, tokenizer, eot_token, generation_cfg, metadata)
     return out_dir
-
-
-def load_checkpoint_weights(path: str | Path) -> dict[str, torch.Tensor]:
-    """transformers-named weights from a Lightning checkpoint file, or from a DeepSpeed checkpoint
-    directory (consolidated from its ZeRO partitions into fp32)."""
-    path = Path(path)
-    if path.is_dir():
-        import tempfile
-
-        from lightning.pytorch.utilities.deepspeed import convert_zero_checkpoint_to_fp32_state_dict
-
-        with tempfile.TemporaryDirectory() as tmp:
-            convert_zero_checkpoint_to_fp32_state_dict(str(path), f"{tmp}/weights.pt")
-            checkpoint = torch.load(f"{tmp}/weights.pt", map_location="cpu", weights_only=False)
-    else:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
-    return strip_module_prefix(checkpoint["state_dict"])

@@ -6,6 +6,7 @@ from __future__ import annotations
 import math
 import time
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import lightning as L
 import numpy as np
@@ -53,12 +54,25 @@ def param_groups(model: torch.nn.Module, weight_decay: float, decay_norms_and_bi
     return groups
 
 
+@dataclass(frozen=True)
+class Placement:
+    """What `configure_model` tells the model factory: the strategy's device mesh (None: every
+    rank holds a full replica), the device this rank computes on, whether a checkpoint will
+    overwrite the weights after setup (a resumed run need not read the pretrained ones), and
+    DeepSpeed's config (ZeRO-3 builds inside its zero.Init)."""
+
+    mesh: object = None
+    device: torch.device = torch.device("cpu")
+    resuming: bool = False
+    deepspeed_config: dict | None = None
+
+
 class CausalLMModule(L.LightningModule):
     """Receives a model factory (built in configure_model, so sharded strategies can build it
     per rank) and the optimizer settings; knows nothing about where the data came from."""
 
-    def __init__(self, model_factory: Callable[[], torch.nn.Module], optim_cfg, total_steps: int,
-                 seed: int = 0, cpu_adam: bool = False, padding_mask_in_attention: bool = False):
+    def __init__(self, model_factory: Callable[[Placement], torch.nn.Module], optim_cfg, total_steps: int,
+                 seed: int = 0, cpu_adam: bool = False, padding_mask_in_attention: bool = False, resuming: bool = False):
         super().__init__()
         self.model_factory = model_factory
         self.optim_cfg = optim_cfg
@@ -68,6 +82,8 @@ class CausalLMModule(L.LightningModule):
         """DeepSpeed's CPU Adam, required when ZeRO offloads the optimizer state."""
         self.padding_mask_in_attention = padding_mask_in_attention
         """See ModelConfig.padding_mask_in_attention: off, right padding needs no mask."""
+        self.resuming = resuming
+        """fit() will restore a checkpoint after setup, so the factory need not load weights."""
         self._micro_steps = 0
         self.model: torch.nn.Module | None = None
         self._reset_step_stats()
@@ -77,7 +93,17 @@ class CausalLMModule(L.LightningModule):
 
     def configure_model(self) -> None:
         if self.model is None:
-            self.model = self.model_factory()
+            self.model = self.model_factory(self._placement())
+
+    def _placement(self) -> Placement:
+        trainer = self._trainer
+        if trainer is None:
+            return Placement()
+        from lightning.pytorch.strategies import DeepSpeedStrategy
+
+        strategy = trainer.strategy
+        ds_config = strategy.config if isinstance(strategy, DeepSpeedStrategy) else None
+        return Placement(self._device_mesh, strategy.root_device, self.resuming, ds_config)
 
     def _reset_step_stats(self) -> None:
         # loss share, trained tokens, real (non-pad) tokens, padded slots; summed on the device, so
@@ -202,12 +228,3 @@ class CausalLMModule(L.LightningModule):
         total, warmup, final_ratio = int(self.total_steps), int(o.warmup_steps), float(o.final_lr / o.lr)
         scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, lambda step: linear_schedule(step, total, warmup, final_ratio))
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": scheduler, "interval": "step"}}
-
-    def configure_gradient_clipping(self, optimizer, gradient_clip_val=None, gradient_clip_algorithm=None) -> None:
-        from lightning.pytorch.strategies import FSDPStrategy
-
-        if gradient_clip_val and isinstance(self.trainer.strategy, FSDPStrategy):
-            # Sharded parameters need FSDP's own norm, which all-reduces across shards.
-            self.trainer.strategy.model.clip_grad_norm_(gradient_clip_val)
-            return
-        super().configure_gradient_clipping(optimizer, gradient_clip_val, gradient_clip_algorithm)

@@ -9,6 +9,7 @@ from __future__ import annotations
 import json
 import logging
 import os
+import shutil
 from dataclasses import dataclass
 from functools import partial
 from pathlib import Path
@@ -20,6 +21,7 @@ from lightning.pytorch.loggers import WandbLogger
 from omegaconf import DictConfig, OmegaConf
 
 from lima_recipes.config import validate
+from lima_recipes.config.fit import check_fits
 from lima_recipes.config.resolvers import config_hash
 from lima_recipes.data.batching import BatchShape
 from lima_recipes.data.datamodule import LimaDataModule
@@ -28,34 +30,51 @@ from lima_recipes.data.sources import check_available, dev_source, train_source
 from lima_recipes.data.templates import build_template
 from lima_recipes.errors import ConfigError, TrainingDivergedError
 from lima_recipes.io import write_atomically
-from lima_recipes.model.build import build_model, check_weights_available, load_tokenizer
+from lima_recipes.model.build import DTYPES, build_model, check_weights_available, enable_activation_checkpointing, load_tokenizer
 from lima_recipes.model.dropout import apply_residual_dropout
-from lima_recipes.model.export import export_model, load_checkpoint_weights, strip_module_prefix
-from lima_recipes.model.module import CausalLMModule
+from lima_recipes.model.module import CausalLMModule, Placement
 from lima_recipes.stats import length_summary
 from lima_recipes.train.callbacks import EpochCheckpoint
 from lima_recipes.train.csv_log import AppendingCSVLogger, ForgetLogsAfterCheckpoint
-from lima_recipes.train.strategies import build_strategy, keeps_fp32_master_weights, uses_cpu_adam, uses_hf_checkpointing
+from lima_recipes.train.hf_checkpoint import model_files_writer, replace_dir, save_hf_model
+from lima_recipes.train.strategies import (build_strategy, cluster_plugins, is_sharded, keeps_fp32_master_weights, lightning_precision,
+                                           uses_cpu_adam)
 
 log = logging.getLogger(__name__)
 
 COMPLETED = "COMPLETED"
 
 
-def make_model(cfg: DictConfig, tokenizer):
-    """The model factory handed to the LightningModule (called once per rank)."""
+def make_model(cfg: DictConfig, tokenizer, placement: Placement | None = None):
+    """The model factory handed to the LightningModule (called once per rank). FSDP2 and ZeRO-3
+    build their shards without a full copy on any rank; the others hold the whole model on every rank."""
+    placement = placement or Placement()
+    if is_sharded(cfg.strategy):
+        from lima_recipes.train.sharded import build_sharded_model
+
+        return build_sharded_model(cfg, tokenizer, placement)
+    if placement.deepspeed_config is not None and cfg.strategy.zero_stage == 3:
+        from lima_recipes.train.zero3 import build_zero3_model
+
+        return build_zero3_model(cfg, tokenizer, placement.deepspeed_config, load=not placement.resuming)
     model = build_model(cfg.model, tokenizer, seed=cfg.run.seed)
     if keeps_fp32_master_weights(cfg.strategy):
         model = model.float()
     apply_residual_dropout(model, cfg.model.residual_dropout)
-    if uses_hf_checkpointing(cfg.strategy):
-        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    if cfg.strategy.activation_checkpointing:
+        enable_activation_checkpointing(model)
     return model
 
 
 def check_accelerator(cfg: DictConfig) -> None:
-    if cfg.strategy.kind in ("fsdp", "deepspeed") and not torch.cuda.is_available():
-        raise ConfigError(f"strategy={cfg.strategy.name} needs CUDA GPUs and none is visible; on CPU use strategy=ddp or strategy=auto")
+    if cfg.strategy.kind == "deepspeed" and not torch.cuda.is_available():
+        raise ConfigError(f"strategy={cfg.strategy.name} needs CUDA GPUs and none is visible; on CPU use strategy=fsdp, ddp or auto")
+
+
+def resume_checkpoint(run_dir: Path) -> Path | None:
+    """`last.ckpt` of an interrupted run (a file, or a directory for sharded strategies)."""
+    path = run_dir / "checkpoints" / "last.ckpt"
+    return path if path.exists() else None
 
 
 def build_loggers(cfg: DictConfig, run_dir: Path, run_id: str, sweep: dict | None = None) -> list:
@@ -85,6 +104,7 @@ def build_loggers(cfg: DictConfig, run_dir: Path, run_id: str, sweep: dict | Non
 def prepare(cfg: DictConfig):
     """Everything before the model: checks, tokenizer, tokenized data and the batch shape."""
     validate(cfg)
+    check_fits(cfg)  # the plan's verdict on the visible devices, before any data or weight is read
     check_accelerator(cfg)
     template = build_template(cfg.template)
     train_src, dev_src = train_source(cfg.data), dev_source(cfg.data)
@@ -148,14 +168,16 @@ def assemble(cfg: DictConfig, run_dir: Path, sweep: dict | None = None, extra_ca
          "total_steps": steps, "accumulation": shape.accumulation}, indent=2))
 
     module = CausalLMModule(partial(make_model, cfg, tokenizer), cfg.optim, steps, seed=cfg.run.seed,
-                            cpu_adam=uses_cpu_adam(cfg.strategy), padding_mask_in_attention=cfg.model.padding_mask_in_attention)
+                            cpu_adam=uses_cpu_adam(cfg.strategy), padding_mask_in_attention=cfg.model.padding_mask_in_attention,
+                            resuming=resume_checkpoint(run_dir) is not None)
     kept = [e for e in cfg.trainer.checkpoint_epochs if e <= cfg.trainer.max_epochs]
     if not kept:
         log.warning("no epoch of trainer.checkpoint_epochs=%s is reached within trainer.max_epochs=%d; "
                     "only last.ckpt and the final export are written", list(cfg.trainer.checkpoint_epochs), cfg.trainer.max_epochs)
     datamodule = make_datamodule(cfg, tokenizer, train_set, dev_set, shape)
     checkpoints = EpochCheckpoint(run_dir / "checkpoints", list(cfg.trainer.checkpoint_epochs), cfg.trainer.save_last,
-                                  cfg.trainer.checkpoint_every_n_steps)
+                                  cfg.trainer.checkpoint_every_n_steps,
+                                  save_weights=partial(save_run_model, cfg, tokenizer, template, run_id))
     callbacks: list[L.Callback] = [checkpoints, ForgetLogsAfterCheckpoint(), *extra_callbacks]
     if cfg.trainer.enable_progress_bar:
         callbacks.append(RichProgressBar() if _rich_terminal() else TQDMProgressBar(refresh_rate=max(1, shape.accumulation)))
@@ -164,8 +186,9 @@ def assemble(cfg: DictConfig, run_dir: Path, sweep: dict | None = None, extra_ca
         accelerator=cfg.trainer.accelerator,
         devices=cfg.trainer.devices,
         num_nodes=cfg.trainer.num_nodes,
-        strategy=build_strategy(cfg.strategy, cfg.trainer.micro_batch_size),
-        precision=cfg.strategy.precision,
+        strategy=build_strategy(cfg.strategy, cfg.trainer.micro_batch_size, shape.world_size),
+        precision=lightning_precision(cfg.strategy),
+        plugins=cluster_plugins(),
         max_epochs=cfg.trainer.max_epochs,
         max_steps=cfg.trainer.max_steps,
         accumulate_grad_batches=shape.accumulation,
@@ -208,43 +231,60 @@ def run_training(cfg: DictConfig, run_dir: str | Path, sweep: dict | None = None
                 wandb.finish(exit_code=1 if failed else 0)
 
 
+def save_run_model(cfg: DictConfig, tokenizer, template, run_id: str, trainer: L.Trainer, module, path: Path,
+                   metadata: dict | None = None) -> Path:
+    """A kept epoch or the export: a complete HF directory in `trainer.save_dtype` (collective)."""
+    dtype = DTYPES[cfg.trainer.save_dtype]
+    meta = {"run_id": run_id, "template": template.name, "model": cfg.model.name, "data": cfg.data.name,
+            "dtype": cfg.trainer.save_dtype, **(metadata or {})}
+    files = model_files_writer(module.model, dtype, tokenizer, template.end_of_turn(tokenizer), cfg.generation, meta)
+    return save_hf_model(trainer, module.model, path, dtype, files)
+
+
 def fit_and_export(cfg, run_dir: Path, run_id: str, trainer: L.Trainer, module, datamodule, checkpoints, tokenizer, template) -> dict:
-    resume = run_dir / "checkpoints" / "last.ckpt"
+    resume = resume_checkpoint(run_dir)
     try:
-        # exists(), not is_file(): DeepSpeed checkpoints are directories
-        trainer.fit(module, datamodule=datamodule, ckpt_path=str(resume) if resume.exists() else None)
+        trainer.fit(module, datamodule=datamodule, ckpt_path=str(resume) if resume else None)
     except TrainingDivergedError as err:
-        kept = checkpoints.last_good or (resume if resume.exists() else None)
+        kept = checkpoints.last_good or resume
         raise TrainingDivergedError(f"{err}; last good checkpoint: {kept or 'none (diverged in the first epoch)'}") from None
 
-    final_weights = final_state_dict(trainer, run_dir)
     result = {"run_dir": str(run_dir), "run_id": run_id, "steps": trainer.global_step,
-              "epochs": trainer.current_epoch, "kept_checkpoints": sorted(str(p) for p in checkpoints.dirpath.glob("epoch=*.ckpt"))}
+              "epochs": trainer.current_epoch, "kept_checkpoints": sorted(str(p) for p in checkpoints.kept())}
     for key in ("train/loss", "val/loss"):
         # A run resumed after its last step logs nothing new: its metrics file has the values.
         value = trainer.callback_metrics.get(key)
         value = float(value) if value is not None else last_logged(run_dir / "metrics.csv", key)
         if value is not None:
             result[key] = value
+    export_dir = run_dir / "export"
+    export_epoch = cfg.trainer.export_epoch
+    if export_epoch is None:
+        save_run_model(cfg, tokenizer, template, run_id, trainer, module, export_dir, {"epoch": "final"})
+    elif trainer.is_global_zero:
+        # A kept epoch is already a complete HF directory: the export is a copy of it.
+        chosen = EpochCheckpoint.epoch_path(checkpoints.dirpath, export_epoch)
+        if not chosen.exists():
+            raise ConfigError(f"trainer.export_epoch={export_epoch}: {chosen} was not written; set trainer.export_epoch=null")
+        staging = export_dir.with_name("export.partial")
+        shutil.rmtree(staging, ignore_errors=True)
+        shutil.copytree(chosen, staging)
+        update_metadata(staging, {"epoch": export_epoch})
+        replace_dir(staging, export_dir)
     if trainer.is_global_zero:
-        export_epoch = cfg.trainer.export_epoch
-        if export_epoch is not None:
-            chosen = EpochCheckpoint.epoch_path(checkpoints.dirpath, export_epoch)
-            if not chosen.exists():
-                raise ConfigError(f"trainer.export_epoch={export_epoch}: {chosen} was not written; set trainer.export_epoch=null")
-            weights = load_checkpoint_weights(chosen)
-        else:
-            weights = final_weights
-        export_dir = export_model(
-            module.model, tokenizer, template.end_of_turn(tokenizer), cfg.generation, run_dir / "export",
-            state_dict=weights,
-            metadata={"run_id": run_id, "epoch": export_epoch or "final", "template": template.name,
-                      "model": cfg.model.name, "data": cfg.data.name},
-        )
         result["export"] = str(export_dir)
         write_atomically(run_dir / COMPLETED, json.dumps(result, indent=2))
         log.info("exported %s", export_dir)
     return result
+
+
+def update_metadata(model_dir: Path, values: dict) -> None:
+    from lima_recipes.model.export import METADATA
+
+    path = model_dir / METADATA
+    meta = json.loads(path.read_text()) if path.exists() else {}
+    meta.update(values)
+    path.write_text(json.dumps(meta, indent=2, default=str))
 
 
 def last_logged(metrics_csv: Path, key: str) -> float | None:
@@ -256,21 +296,6 @@ def last_logged(metrics_csv: Path, key: str) -> float | None:
     with metrics_csv.open() as handle:
         values = [row[key] for row in csv.DictReader(handle) if row.get(key)]
     return float(values[-1]) if values else None
-
-
-def final_state_dict(trainer: L.Trainer, run_dir: Path) -> dict | None:
-    """Full weights of the trained model on rank 0 (called on every rank: gathering is collective).
-
-    FSDP with a full state dict gathers to rank 0. DeepSpeed's module holds bf16 (ZeRO-2) or
-    empty partitions (ZeRO-3), so its fp32 master weights are consolidated from a checkpoint.
-    """
-    from lightning.pytorch.strategies import DeepSpeedStrategy
-
-    if isinstance(trainer.strategy, DeepSpeedStrategy):
-        path = run_dir / "checkpoints" / "final"
-        trainer.save_checkpoint(path, weights_only=True)
-        return load_checkpoint_weights(path) if trainer.is_global_zero else None
-    return strip_module_prefix(trainer.strategy.lightning_module_state_dict())
 
 
 def _rich_terminal() -> bool:
