@@ -144,12 +144,58 @@ def test_slurm_launcher_takes_gpus_and_nodes_from_the_trainer_config():
 
 
 @pytest.mark.parametrize("model,nodes", [("llama7b", 1), ("llama65b", 2)])
-def test_model_size_ablation_jobs_get_each_size_its_own_hardware(model, nodes):
+def test_model_size_ablation_jobs_resolve_each_size_its_own_hardware(model, nodes):
     from lima_recipes.config import compose
 
     cfg = compose(["hydra/launcher=submitit_slurm", "experiment=ablation_model_size", f"model={model}"], return_hydra_config=True)
     launcher = cfg.hydra.launcher
+    assert launcher._target_ == "lima_recipes.sweep.launcher.SizedSlurmLauncher"
     assert (launcher.gpus_per_node, launcher.tasks_per_node, launcher.nodes) == (8, 8, nodes)
+
+
+def test_the_slurm_launcher_submits_one_job_array_per_size_before_waiting(monkeypatch):
+    import submitit
+
+    from lima_recipes.sweep.launcher import SizedSlurmLauncher
+
+    events = []
+
+    class FakeJob:
+        def __init__(self, num):
+            self.num = num
+
+        def results(self):
+            events.append(("wait", self.num))
+            return [f"result {self.num}"]
+
+    class FakeExecutor:
+        def __init__(self, cluster, folder, **init):
+            self.params = {}
+            events.append(("executor", cluster, folder, init))
+
+        def update_parameters(self, **params):
+            self.params.update(params)
+
+        def map_array(self, fn, overrides, dir_keys, nums, ids, states):
+            events.append(("submit", self.params["nodes"], self.params["gpus_per_node"], self.params["slurm_partition"], list(nums)))
+            return [FakeJob(n) for n in nums]
+
+    monkeypatch.setattr(submitit, "AutoExecutor", FakeExecutor)
+    sizes = {"llama7b": {"nodes": 1, "gpus_per_node": 8}, "llama65b": {"nodes": 2, "gpus_per_node": 8}}
+
+    class Sized(SizedSlurmLauncher):
+        def job_size(self, overrides):
+            model = dict(o.split("=") for o in overrides)["model"]
+            return tuple(sizes[model].items())
+
+    launcher = Sized(submitit_folder="/sweep/_sweep/submitit/%j", max_num_timeout=20, nodes=1, gpus_per_node=1, partition="gpu",
+                     timeout_min=60)
+    jobs = [["model=llama7b", "run.seed=1"], ["model=llama65b", "run.seed=1"], ["model=llama7b", "run.seed=2"]]
+    assert launcher.launch(jobs, initial_job_idx=0) == ["result 0", "result 1", "result 2"]
+    submits = [e for e in events if e[0] == "submit"]
+    assert submits == [("submit", 1, 8, "gpu", [0, 2]), ("submit", 2, 8, "gpu", [1])]
+    assert events.index(submits[-1]) < min(i for i, e in enumerate(events) if e[0] == "wait")  # all submitted, then waited
+    assert all(e[3] == {"slurm_max_num_timeout": 20} for e in events if e[0] == "executor")
 
 
 # ---------------------------------------------------------------- multiruns of the tiny model
@@ -369,3 +415,18 @@ def test_the_sweep_runs_through_submitit_as_on_slurm(tmp_path):
     (job,) = manifest.read_jobs(sweep)
     assert job["status"] == "done" and (Path(job["dir"]) / "COMPLETED").is_file()
     assert [r["status"] for r in csv.DictReader((sweep / "report.csv").open())] == ["done"]
+
+
+def test_the_multinode_sbatch_script_asks_for_what_lima65b_trains_on():
+    """One task per GPU on as many nodes as the experiment names: a mismatch hangs Lightning."""
+    import re
+
+    from lima_recipes.config import compose
+
+    script = (ROOT / "recipes" / "slurm" / "lima65b.sbatch").read_text()
+    asks = dict(re.findall(r"^#SBATCH --([\w-]+)=(\S+)", script, re.MULTILINE))
+    trainer = compose(["experiment=lima65b"]).trainer
+    assert int(asks["nodes"]) == trainer.num_nodes == 2
+    assert int(asks["ntasks-per-node"]) == int(asks["gpus-per-node"]) == trainer.devices == 8
+    assert "gpus-per-task" not in asks and "gpu-bind" not in asks
+    assert re.search(r"^srun .*recipes/train.py experiment=lima65b", script, re.MULTILINE)

@@ -58,6 +58,17 @@ def test_tiny_train_export_reload_gives_same_logits(compose_cfg, tmp_path):
     ids = tokenizer(prompt + "Hi there.", return_tensors="pt", add_special_tokens=False)["input_ids"]
     torch.testing.assert_close(model(input_ids=ids).logits, reference.eval()(input_ids=ids).logits)
 
+    # the offline converter reads the single-file last.ckpt into the same weights
+    from safetensors.torch import load_file
+
+    from lima_recipes.train.convert import convert_checkpoint
+
+    converted = convert_checkpoint(run_dir / "checkpoints" / "last.ckpt", tmp_path / "converted", torch.float32)
+    exported = load_file(export / "model.safetensors")
+    assert load_file(converted / "model.safetensors").keys() == exported.keys()
+    assert all(torch.equal(load_file(converted / "model.safetensors")[k], v) for k, v in exported.items())
+    assert AutoTokenizer.from_pretrained(converted).convert_tokens_to_ids("<|eot|>") == eot
+
     again = train(compose_cfg, run_dir)  # a completed run is not trained twice
     assert again["run_id"] == result["run_id"] and again["steps"] == result["steps"]
 
@@ -121,6 +132,18 @@ def test_two_process_ddp_on_cpu_trains(tmp_path):
     assert len(runs) == 1
     result = json.loads((runs[0] / "COMPLETED").read_text())
     assert result["steps"] == 5 and (runs[0] / "export" / "model.safetensors").is_file()
+
+
+@pytest.mark.parametrize("args,expected", [
+    (["ckpt=/no/such/last.ckpt"], "error: ckpt=/no/such/last.ckpt: no such file or directory"),
+    ([], "error: ckpt is required: make convert ckpt="),
+    (["ckpt=README.md", "dtype=int8"], "error: dtype='int8' is not one of float32, bfloat16, float16"),
+])
+def test_convert_errors_are_one_line(args, expected):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    proc = subprocess.run([sys.executable, "recipes/convert.py", *args], cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr
+    assert proc.stderr.strip().splitlines()[-1].startswith(expected), proc.stderr
 
 
 def test_make_forwards_assignments_as_hydra_overrides():

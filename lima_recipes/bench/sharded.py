@@ -1,6 +1,8 @@
 """Section 9: the sharded path on 2 CPU processes (gloo). Seconds per optimizer step of FSDP2
 against DDP on the same model and batch, and each loader's peak memory per rank while a ~100M
-model loads: FSDP2 broadcast, FSDP2 per-rank reads, and the whole model on every rank (DDP).
+bf16 checkpoint loads into fp32 master weights: FSDP2 broadcast, FSDP2 per-rank reads, and the
+whole model on every rank (DDP). "Own" memory is anonymous memory (RssAnon), sampled: the mapped
+checkpoint's page cache is shared by the ranks of a node and reclaimable, so RSS overstates it.
 
 Each figure comes from torchrun-started processes of `make train`'s own code; the two strategies
 alternate, round after round, so a drift of the machine's speed falls on both.
@@ -53,7 +55,8 @@ def step_times(workdir: Path, rounds: int, epochs: int, warmup_steps: int) -> di
 
 
 def write_pretrained(path: Path, hidden: int, layers: int) -> Path:
-    """A random Llama of about 100M parameters saved as the hub stores models (safetensors, fp32)."""
+    """A random Llama of about 100M parameters saved as the LLaMA checkpoints are (bf16 safetensors):
+    trained in fp32 master weights, so loading it on every rank makes a full fp32 copy per rank."""
     import torch
     from transformers import LlamaConfig, LlamaForCausalLM
 
@@ -64,14 +67,14 @@ def write_pretrained(path: Path, hidden: int, layers: int) -> Path:
     torch.manual_seed(0)
     config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=hidden, intermediate_size=hidden * 11 // 4, num_hidden_layers=layers,
                          num_attention_heads=16, num_key_value_heads=16, max_position_embeddings=2048, tie_word_embeddings=False)
-    LlamaForCausalLM(config).save_pretrained(path)
+    LlamaForCausalLM(config).to(torch.bfloat16).save_pretrained(path)
     tokenizer.save_pretrained(path)
     return path
 
 
 def loader_memory(workdir: Path, hidden: int, layers: int) -> dict:
     path = write_pretrained(workdir / "pretrained", hidden, layers)
-    overrides = ["model=hf", f"model.path={path}", f"model.tokenizer_path={path}", "model.dtype=float32"]
+    overrides = ["model=hf", f"model.path={path}", f"model.tokenizer_path={path}", "model.dtype=bfloat16"]
     out = {}
     for loader in ("broadcast", "per_rank", "every_rank"):
         torchrun({"case": "load", "loader": loader, "out": str(workdir), "overrides": overrides})

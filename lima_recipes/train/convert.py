@@ -9,6 +9,7 @@ the run's export/ or newest kept epoch), so the result is as complete as an expo
 
 from __future__ import annotations
 
+import json
 import shutil
 from pathlib import Path
 
@@ -65,8 +66,10 @@ def convert_lightning_file(ckpt: Path, out_dir: Path, dtype: torch.dtype, max_sh
 
 def default_like(ckpt: Path) -> Path | None:
     """An HF directory of the same run: its export, else its newest kept epoch."""
+    from lima_recipes.train.callbacks import EpochCheckpoint
+
     run_dir = ckpt.parent.parent if ckpt.parent.name == "checkpoints" else ckpt.parent
-    candidates = [run_dir / "export", *sorted((run_dir / "checkpoints").glob("epoch=*"), reverse=True)]
+    candidates = [run_dir / "export", *reversed(EpochCheckpoint(run_dir / "checkpoints", []).kept())]
     return next((c for c in candidates if (c / "config.json").is_file()), None)
 
 
@@ -93,14 +96,14 @@ def convert_checkpoint(ckpt: str | Path, out: str | Path, dtype: torch.dtype, li
     else:
         convert_lightning_file(ckpt, staging, dtype, max_shard_bytes)
     _record_dtype(staging, dtype)
-    (staging / METADATA).unlink(missing_ok=True)  # the source's record (epoch, selection) does not describe this
+    # the copied record (epoch, selection) describes `like`, not these weights
+    (staging / METADATA).write_text(json.dumps({"converted_from": str(ckpt.resolve()), "kind": kind,
+                                                "dtype": str(dtype).removeprefix("torch."), "files_from": str(like)}, indent=2))
     replace_dir(staging, out)
     return out
 
 
 def _record_dtype(model_dir: Path, dtype: torch.dtype) -> None:
-    import json
-
     path = model_dir / "config.json"
     config = json.loads(path.read_text())
     config["dtype"] = str(dtype).removeprefix("torch.")
