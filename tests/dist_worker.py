@@ -62,7 +62,7 @@ def case_zero3(out: Path, overrides: list[str]) -> None:
     import deepspeed
     import torch.distributed as dist
 
-    from lima_recipes.train.hf_checkpoint import convert_zero_checkpoint
+    from lima_recipes.train.convert import convert_checkpoint
     from lima_recipes.train.zero3 import build_zero3_model
 
     torch.set_num_threads(1)
@@ -76,7 +76,13 @@ def case_zero3(out: Path, overrides: list[str]) -> None:
     with deepspeed.zero.GatheredParameters(list(model.parameters())):
         loaded = {k: v.detach().clone() for k, v in model.state_dict().items()}
         buffers = {k: v.clone() for k, v in model.named_buffers()}
-    engine, *_ = deepspeed.initialize(model=model, optimizer=torch.optim.AdamW(model.parameters(), lr=1e-3), config=ZERO3)
+    # wrapped as Lightning wraps it, so DeepSpeed's checkpoint names tensors `_forward_module.model.*`
+    lightning_like = torch.nn.Module()
+    lightning_like.model = model
+    wrapper = torch.nn.Module()
+    wrapper._forward_module = lightning_like
+    wrapper.forward = lambda **batch: model(**batch)
+    engine, *_ = deepspeed.initialize(model=wrapper, optimizer=torch.optim.AdamW(model.parameters(), lr=1e-3), config=ZERO3)
     ids = torch.randint(0, 64, (1, 16), generator=torch.Generator().manual_seed(rank))
     loss = engine(input_ids=ids, labels=ids, use_cache=False).loss
     engine.backward(loss)
@@ -84,13 +90,13 @@ def case_zero3(out: Path, overrides: list[str]) -> None:
     engine.save_checkpoint(str(out / "zero"), tag="step1")
     with deepspeed.zero.GatheredParameters(list(model.parameters())):
         stepped = {k: v.detach().clone() for k, v in model.state_dict().items()}
-    if rank == 0:
+    if rank == 0:  # what `make convert ckpt=<DeepSpeed dir>` runs, the config and tokenizer taken from `like`
         from lima_recipes.data.templates import build_template
         from lima_recipes.model.export import write_model_files
 
-        convert_zero_checkpoint(out / "zero", out / "hf", torch.bfloat16)
         eot = build_template(cfg.template).end_of_turn(tokenizer)
-        write_model_files(out / "hf", model.config, torch.bfloat16, tokenizer, eot, cfg.generation)
+        write_model_files(out / "like", model.config, torch.float32, tokenizer, eot, cfg.generation)
+        convert_checkpoint(out / "zero", out / "hf", torch.bfloat16, like=out / "like")
         torch.save({"loaded": loaded, "buffers": buffers, "stepped": stepped, "local_numel": local}, out / "zero3.pt")
     dist.barrier()
 
