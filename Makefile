@@ -66,7 +66,7 @@ eval: env ## judge generations: make eval eval=pairwise judge=openai ours=<jsonl
 convert: env ## a training checkpoint (sharded last.ckpt, DeepSpeed, .ckpt) -> HF directory: make convert ckpt=<path> [out=<dir>]
 	$(PY) recipes/convert.py $(OVERRIDES) $(ARGS)
 
-bench: env ## ours against a plain loop, HF Trainer and TRL, FSDP2 against DDP (CPU, ~12 min) -> outputs/bench/*.json, docs/benchmarks.md
+bench: env ## ours against a plain loop, HF Trainer and TRL, FSDP2 against DDP (CPU, 8-12 min) -> outputs/bench/*.json, docs/benchmarks.md
 	$(PY) -m pip install -q -e ".[bench]"
 	$(PY) recipes/bench.py $(ARGS)
 

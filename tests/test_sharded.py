@@ -207,3 +207,19 @@ def test_zero3_loader_fills_the_partitions_and_its_checkpoint_converts_to_bf16(t
     assert not all(torch.equal(got["stepped"][n], got["loaded"][n]) for n in converted)  # it did train
     for name, tensor in converted.items():
         assert tensor.dtype == torch.bfloat16 and torch.equal(tensor, got["stepped"][name].to(torch.bfloat16)), name
+
+
+@pytest.mark.slow
+def test_a_checkpoint_rank_0_cannot_read_stops_every_rank_with_one_line(tmp_path, compose_cfg, tiny_tokenizer):
+    """Rank 0 reads for everyone: what it finds wrong reaches the other ranks, which would
+    otherwise wait in a collective until the timeout."""
+    from test_train_e2e import run_cli
+
+    path = save_pretrained_tiny(tmp_path / "pretrained", compose_cfg, tiny_tokenizer)
+    (path / "model.safetensors").rename(path / "pytorch_model.bin")  # as old hub checkpoints are
+    proc = run_cli(*FSDP, "trainer.devices=2", "trainer.accelerator=cpu", f"model.path={path}", "logger=csv",
+                   "trainer.enable_progress_bar=false", tmp_path=tmp_path, timeout=300)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    errors = {line for line in proc.stderr.splitlines() if line.startswith("error:")}
+    assert errors == {f"error: {path}: sharded loading reads *.safetensors and it holds PyTorch .bin files (pytorch_model.bin...); "
+                      "convert them once with `AutoModelForCausalLM.from_pretrained(dir).save_pretrained(dir)`"}

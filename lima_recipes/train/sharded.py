@@ -18,7 +18,7 @@ from collections.abc import Iterator
 import torch
 from torch import nn
 
-from lima_recipes.errors import ConfigError
+from lima_recipes.errors import ConfigError, LimaError, WeightsNotFoundError
 
 log = logging.getLogger(__name__)
 
@@ -169,22 +169,32 @@ def load_pretrained(model: nn.Module, directory, mode: str, dtype: torch.dtype, 
 
     rank0 = dist.get_rank() == 0
     tied = bool(model.config.tie_word_embeddings)
-    files = SafetensorsDir(directory) if rank0 else None
-    grown = grown_vocab_rows(model, files, dtype, num_tokens, seed, tied) if rank0 else {}
+    names = list(get_model_state_dict(model))
+    files, grown, problem = None, {}, None
+    if rank0:
+        try:
+            files = SafetensorsDir(directory)
+            grown = grown_vocab_rows(model, files, dtype, num_tokens, seed, tied)
+            missing = [n for n in names if n not in grown and n not in files and not (tied and n == VOCAB_KEYS[1])]
+            if missing:
+                problem = f"model.path={directory}: the checkpoint has no tensor {missing[0]!r} ({len(missing)} missing)"
+        except LimaError as err:
+            problem = str(err)
+    # the other ranks wait in collectives for rank 0: a problem it finds must stop them too
+    shared = [problem]
+    dist.broadcast_object_list(shared, src=0)
+    if shared[0]:
+        raise WeightsNotFoundError(shared[0])
     if mode == "broadcast":
         def read(name: str) -> torch.Tensor:
             if name in grown:
                 return grown[name]
-            if name not in files and tied and name == VOCAB_KEYS[1]:
-                name = VOCAB_KEYS[0]
-            if name not in files:
-                raise ConfigError(f"model.path={directory}: the checkpoint has no tensor {name!r}")
-            return files.get(name).to(dtype)
+            return files.get(VOCAB_KEYS[0] if tied and name == VOCAB_KEYS[1] and name not in files else name).to(dtype)
 
         groups = state_groups(model)
         broadcast_from_rank0(model, groups, read_groups(groups, read) if rank0 else None)
         return
-    grows = [name for name in VOCAB_KEYS if name in get_model_state_dict(model)] if num_tokens > _stored_vocab(directory) else []
+    grows = [name for name in VOCAB_KEYS if name in names] if num_tokens > _stored_vocab(directory) else []
     state = {k: v for k, v in get_model_state_dict(model).items() if k not in grows and not (tied and k == VOCAB_KEYS[1])}
     dcp.load(state, storage_reader=HuggingFaceStorageReader(str(directory)))
     set_model_state_dict(model, state, options=StateDictOptions(strict=False))
