@@ -12,7 +12,9 @@ from lima_recipes.model.module import CausalLMModule, linear_schedule
 PUBLISHED = {
     "llama7b": 6_738_415_616, "llama13b": 13_015_864_320, "llama33b": 32_528_943_616,
     "llama65b": 65_285_660_672, "llama2_7b": 6_738_415_616, "llama2_13b": 13_015_864_320,
-    "llama2_70b": 68_976_648_192,
+    "llama2_70b": 68_976_648_192, "llama3_8b": 8_030_261_248, "llama3_70b": 70_553_706_496,
+    "qwen2_5_7b": 7_615_616_512, "qwen2_5_0_5b": 494_032_768, "mistral_7b": 7_241_732_096,
+    "smollm2_135m": 134_515_008,
 }
 
 
@@ -21,6 +23,81 @@ def test_big_presets_build_on_meta_with_published_counts(compose_cfg, preset, co
     model = build_meta_model(compose_cfg(f"model={preset}").model)
     assert sum(p.numel() for p in model.parameters()) == count
     assert next(model.parameters()).device.type == "meta"
+
+
+FAMILIES = {  # tiny random members of each supported family: (model_type, extra config, branch modules)
+    "llama": ({}, ("self_attn", "mlp")),
+    "mistral": ({}, ("self_attn", "mlp")),
+    "qwen2": ({}, ("self_attn", "mlp")),
+    "qwen3": ({"head_dim": 16}, ("self_attn", "mlp")),
+    "phi3": ({}, ("self_attn", "mlp")),
+    "gemma2": ({"head_dim": 16}, ("post_attention_layernorm", "post_feedforward_layernorm")),
+    "gemma3_text": ({"head_dim": 16}, ("post_attention_layernorm", "post_feedforward_layernorm")),
+    "olmo2": ({}, ("post_attention_layernorm", "post_feedforward_layernorm")),
+}
+
+
+def tiny_family_model(model_type: str, **extra):
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    config = AutoConfig.for_model(model_type, vocab_size=64, hidden_size=64, intermediate_size=96, num_hidden_layers=3,
+                                  num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=64, pad_token_id=None,
+                                  bos_token_id=None, eos_token_id=None, **extra)
+    torch.manual_seed(0)
+    return AutoModelForCausalLM.from_config(config)
+
+
+@pytest.mark.parametrize("model_type", FAMILIES)
+def test_residual_dropout_sits_where_each_family_adds_a_branch_to_the_residual(model_type):
+    from lima_recipes.model.layers import decoder_layers, residual_branches
+
+    extra, branch_names = FAMILIES[model_type]
+    model = tiny_family_model(model_type, **extra)
+    layers = decoder_layers(model)
+    assert len(layers) == 3 and all(type(layer).__name__ in model._no_split_modules for layer in layers)
+    assert residual_branches(layers[0]) == tuple(getattr(layers[0], name) for name in branch_names)
+    assert apply_residual_dropout(model, 0.3) == pytest.approx([0.0, 0.15, 0.3])
+    assert [len(getattr(layers[2], name)._forward_hooks) for name in branch_names] == [1, 1]
+    ids = torch.randint(0, 64, (2, 16), generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        model.eval()
+        plain = model(input_ids=ids).logits
+        model.train()
+        dropped = model(input_ids=ids).logits
+    assert not torch.allclose(plain, dropped)
+
+
+def test_an_unsupported_layer_layout_is_one_error_naming_its_class():
+    from lima_recipes.errors import ConfigError
+
+    from transformers import GPT2Config, GPT2LMHeadModel
+
+    model = GPT2LMHeadModel(GPT2Config(n_layer=2, n_embd=32, n_head=2, vocab_size=64, n_positions=32))
+    with pytest.raises(ConfigError, match=r"GPT2Block: no self_attn / mlp to put LIMA's residual dropout on"):
+        apply_residual_dropout(model, 0.2)
+    assert apply_residual_dropout(model, 0.0) == [0.0, 0.0]  # the escape the message names
+
+
+def test_experiment_presets_take_batch_dropout_and_hardware_from_the_model(compose_cfg):
+    cfg = compose_cfg("experiment=lima7b", "model=llama65b")
+    assert (cfg.trainer.global_batch_size, cfg.model.residual_dropout) == (32, 0.3)
+    assert (cfg.trainer.devices, cfg.trainer.num_nodes, cfg.optim.lr) == (8, 2, 1e-5)
+    small = compose_cfg("experiment=lima65b", "model=llama7b")
+    assert (small.trainer.global_batch_size, small.model.residual_dropout, small.trainer.num_nodes) == (64, 0.2, 1)
+
+
+def test_model_hf_reads_the_checkpoint_and_needs_its_path(compose_cfg, tmp_path):
+    from lima_recipes.config import validate
+    from lima_recipes.config.plan import make_plan
+    from lima_recipes.errors import ConfigError
+
+    with pytest.raises(ConfigError, match=r"model=hf reads its architecture from a checkpoint: pass model.path="):
+        validate(compose_cfg("model=hf"))
+    model = tiny_family_model("qwen2")
+    model.save_pretrained(tmp_path / "qwen")
+    plan = make_plan(compose_cfg("model=hf", f"model.path={tmp_path / 'qwen'}"), 10, "")
+    assert plan.parameters == sum(p.numel() for p in model.parameters())
+    assert len(plan.dropout_by_layer) == 3  # the checkpoint's 3 layers, not the inherited preset's 32
 
 
 def test_dropout_rises_linearly_from_bottom_to_top():

@@ -30,10 +30,10 @@ def save_pretrained_tiny(path: Path, compose_cfg, tokenizer, dtype=torch.float32
     """A 'pretrained' Llama as the hub stores it: no template tokens yet, random weights."""
     from transformers import LlamaForCausalLM
 
-    from lima_recipes.model.build import llama_config
+    from lima_recipes.model.build import architecture_config
 
     torch.manual_seed(7)
-    config = llama_config(compose_cfg().model, vocab_size=len(tokenizer))
+    config = architecture_config(compose_cfg().model, vocab_size=len(tokenizer))
     for key, value in arch.items():
         setattr(config, key, value)
     model = LlamaForCausalLM(config).to(dtype)
@@ -77,6 +77,33 @@ def test_sharded_load_equals_the_file_with_grown_vocabulary_and_real_buffers(tmp
     assert torch.equal(loaded["buffers"]["model.rotary_emb.inv_freq"], formula)
     for name, buffer in reference.named_buffers():
         assert torch.equal(loaded["buffers"][name], buffer), name
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("load", ["broadcast", "per_rank"])
+def test_any_family_through_model_hf_a_tied_qwen2_with_biases(tmp_path, tiny_tokenizer, load):
+    """model=hf reads the architecture from the checkpoint; the Auto classes build it; a tied
+    embedding (stored once) grows once and serves as the output layer."""
+    from transformers import AutoConfig, AutoModelForCausalLM
+
+    config = AutoConfig.for_model("qwen2", vocab_size=len(tiny_tokenizer), hidden_size=64, intermediate_size=96,
+                                  num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=2048,
+                                  tie_word_embeddings=True, pad_token_id=None, bos_token_id=None, eos_token_id=None)
+    torch.manual_seed(3)
+    path = tmp_path / "qwen2"
+    AutoModelForCausalLM.from_config(config).save_pretrained(path)
+    tiny_tokenizer.save_pretrained(path)
+    out = tmp_path / "load"
+    proc = run_distributed("load", out, "model=hf", f"model.path={path}", "model.dtype=float32", f"strategy.load={load}")
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    loaded = torch.load(out / "loaded.pt", weights_only=False)["state"]
+    reference = AutoModelForCausalLM.from_pretrained(path, dtype=torch.float32)
+    torch.manual_seed(SEED)
+    reference.resize_token_embeddings(len(tiny_tokenizer) + 1, mean_resizing=True)
+    expected = reference.state_dict()
+    assert "model.layers.0.self_attn.q_proj.bias" in expected and loaded.keys() == expected.keys()
+    for name, tensor in expected.items():
+        assert torch.equal(loaded[name], tensor), name
 
 
 @pytest.mark.slow

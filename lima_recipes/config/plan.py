@@ -13,7 +13,7 @@ from dataclasses import asdict, dataclass
 
 from omegaconf import DictConfig
 
-from lima_recipes.model.build import build_meta_model
+from lima_recipes.model.build import architecture_config
 
 GIB = 1024**3
 WRITE_BYTES_PER_S = 1e9
@@ -75,8 +75,13 @@ class Plan:
         return out
 
 
-def count_parameters(model_cfg, vocab_size: int | None = None) -> int:
-    model = build_meta_model(model_cfg, vocab_size)
+def count_parameters(config) -> int:
+    """Parameters of the architecture, built on `meta` (no memory)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(config)
     return sum(p.numel() for p in model.parameters())
 
 
@@ -109,12 +114,13 @@ def _shards(strategy_cfg, world: int, devices_per_node: int) -> tuple[int, int, 
     return 1, 1, 1
 
 
-def activation_bytes(model_cfg, strategy_cfg, micro_batch: int, seq_len: int, vocab: int, compute: int) -> float:
+def activation_bytes(config, strategy_cfg, micro_batch: int, seq_len: int, vocab: int, compute: int) -> float:
     """Saved activations of one micro-batch at seq_len tokens, with flash/SDPA attention (no
     seq_len^2 scores kept). Per token and layer a Llama block keeps about 10 hidden-size tensors
     (norms, q/o projections, residuals) plus 4 MLP-width ones (gate, up, activation, product)."""
-    h, i, n = model_cfg.hidden_size, model_cfg.intermediate_size, model_cfg.num_hidden_layers
-    kv = (model_cfg.num_key_value_heads or model_cfg.num_attention_heads) * (h // model_cfg.num_attention_heads)
+    h, i, n = config.hidden_size, config.intermediate_size, config.num_hidden_layers
+    heads = config.num_attention_heads
+    kv = (getattr(config, "num_key_value_heads", None) or heads) * (getattr(config, "head_dim", None) or h // heads)
     tokens = micro_batch * seq_len
     per_layer = tokens * (10 * h + 2 * kv + 4 * i) * compute
     if strategy_cfg.activation_checkpointing:
@@ -153,13 +159,16 @@ def make_plan(cfg: DictConfig, num_examples: int | None, examples_note: str, add
 
     m, s, t = cfg.model, cfg.strategy, cfg.trainer
     world = t.devices * t.num_nodes
-    vocab = m.vocab_size + added_tokens
-    params = count_parameters(m, vocab)
+    config = architecture_config(m)  # the preset's sizes, or the checkpoint's config (model=hf)
+    vocab = config.vocab_size + added_tokens
+    config.vocab_size = vocab
+    params = count_parameters(config)
+    hidden, layers = config.hidden_size, config.num_hidden_layers
     w_b, g_b, o_b, c_b = _bytes_per_param(s)
     w_sh, g_sh, o_sh = _shards(s, world, t.devices)
     weights, grads, optim = params * w_b / w_sh, params * g_b / g_sh, params * o_b / o_sh
     if w_sh > 1:  # sharded weights are gathered one decoder layer at a time (plus one prefetched)
-        layer = (params - 2 * vocab * m.hidden_size) / m.num_hidden_layers
+        layer = (params - 2 * vocab * hidden) / layers
         weights += 2 * layer * c_b
     offloaded = 0.0
     if s.cpu_offload:
@@ -170,18 +179,18 @@ def make_plan(cfg: DictConfig, num_examples: int | None, examples_note: str, add
             weights -= params * w_b / w_sh
         if s.kind == "fsdp":
             grads = 0.0
-    acts = activation_bytes(m, s, t.micro_batch_size, cfg.data.max_length, vocab, c_b)
+    acts = activation_bytes(config, s, t.micro_batch_size, cfg.data.max_length, vocab, c_b)
     shape = BatchShape(t.global_batch_size, t.micro_batch_size, world)
     steps = shape.steps_per_epoch(num_examples) if num_examples else None
     total = (t.max_steps if t.max_steps > 0 else steps * t.max_epochs) if steps else None
     return Plan(
-        model=m.name, parameters=params - added_tokens * m.hidden_size * (1 if m.tie_word_embeddings else 2),
+        model=m.name, parameters=params - added_tokens * hidden * (1 if config.tie_word_embeddings else 2),
         trainable_parameters=params, added_tokens=added_tokens, world_size=world, strategy=s.name,
         precision=s.precision, memory=MemoryPlan(weights, grads, optim, acts, offloaded),
         examples=num_examples, examples_note=examples_note, steps_per_epoch=steps, total_steps=total,
         accumulation=shape.accumulation,
-        dropout_by_layer=residual_dropout_rates(m.num_hidden_layers, m.residual_dropout),
-        disk=disk_plan(cfg, params, vocab * m.hidden_size),
+        dropout_by_layer=residual_dropout_rates(layers, m.residual_dropout),
+        disk=disk_plan(cfg, params, vocab * hidden),
     )
 
 

@@ -31,6 +31,12 @@ class ModelConfig:
     """Hub id or local directory of pretrained weights; None builds the architecture from scratch."""
     tokenizer_path: Optional[str] = None
     """Tokenizer hub id or directory; None uses `path`."""
+    model_type: str = "llama"
+    """The architecture's family as transformers names it (`model_type`: llama, mistral, qwen2,
+    qwen3, gemma2, gemma3_text, olmo2, phi3); the model is built and loaded through the Auto classes."""
+    architecture_from_checkpoint: bool = False
+    """Take the whole architecture from model.path's config.json (model=hf): the size fields below
+    are then unused and model.path is required."""
     hidden_size: int = MISSING
     """Width of the residual stream."""
     intermediate_size: int = MISSING
@@ -50,7 +56,12 @@ class ModelConfig:
     rope_theta: float = 10000.0
     """Rotary embedding base."""
     tie_word_embeddings: bool = False
-    """Share input and output embeddings (LLaMA does not)."""
+    """Share input and output embeddings (LLaMA does not; SmolLM2 and Qwen2.5-0.5B do)."""
+    head_dim: Optional[int] = None
+    """Width of one attention head when it is not hidden_size / num_attention_heads (Gemma, Qwen3)."""
+    config_extra: dict[str, Any] = field(default_factory=dict)
+    """Further config.json fields of the published architecture (a sliding window, rope scaling),
+    passed to the family's config class as they are."""
     dtype: str = "float32"
     """Dtype weights are loaded in: float32, bfloat16 or float16. Strategies that train an fp32
     master copy (auto, ddp, fsdp with mixed precision) upcast after loading; DeepSpeed keeps it."""

@@ -53,7 +53,9 @@ def validate(cfg: DictConfig) -> None:
     if d.megabatch_factor < 1 or d.pad_to_multiple_of < 1:
         problems.append("data.megabatch_factor and data.pad_to_multiple_of must be >= 1")
 
-    if m.path is None and m.tokenizer_path is None:
+    if m.architecture_from_checkpoint and m.path is None:
+        problems.append(f"model={m.name} reads its architecture from a checkpoint: pass model.path=<hub id or local directory>")
+    elif m.path is None and m.tokenizer_path is None:
         problems.append(
             f"model={m.name} needs weights: pass model.path=<hub id or local directory> "
             "(or model.tokenizer_path=<tokenizer> to train the architecture from scratch)"

@@ -1,4 +1,6 @@
-"""Build or load the Llama model and its tokenizer from the model config.
+"""Build or load any decoder-only causal LM and its tokenizer from the model config, through the
+Auto classes: a preset names its family (`model.model_type`) and published sizes; `model=hf`
+takes the whole architecture from the checkpoint's config.json.
 
 Planning builds the architecture on the `meta` device (no memory, no weights); training loads
 pretrained weights from a hub id or a local directory, or builds the tiny model from scratch.
@@ -10,7 +12,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import torch
-from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+from transformers import AutoConfig, AutoModelForCausalLM, AutoTokenizer, PretrainedConfig, PreTrainedModel
 
 from lima_recipes.errors import ConfigError, WeightsNotFoundError
 from lima_recipes.hub import hub_reachable
@@ -19,28 +21,46 @@ DTYPES = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch
 ARCH_FIELDS = ("hidden_size", "intermediate_size", "num_hidden_layers", "num_attention_heads")
 
 
-def llama_config(model_cfg, vocab_size: int | None = None) -> LlamaConfig:
-    """The published architecture of a preset as a transformers LlamaConfig."""
-    return LlamaConfig(
-        vocab_size=vocab_size or model_cfg.vocab_size,
-        hidden_size=model_cfg.hidden_size,
-        intermediate_size=model_cfg.intermediate_size,
-        num_hidden_layers=model_cfg.num_hidden_layers,
-        num_attention_heads=model_cfg.num_attention_heads,
-        num_key_value_heads=model_cfg.num_key_value_heads or model_cfg.num_attention_heads,
-        max_position_embeddings=model_cfg.max_position_embeddings,
-        rms_norm_eps=model_cfg.rms_norm_eps,
-        rope_theta=model_cfg.rope_theta,
-        tie_word_embeddings=model_cfg.tie_word_embeddings,
-        bos_token_id=1,
-        eos_token_id=2,
-    )
+def architecture_config(model_cfg, vocab_size: int | None = None) -> PretrainedConfig:
+    """The architecture a run trains: the checkpoint's own config (`architecture_from_checkpoint`,
+    model=hf), or the preset's published sizes in its family's config class."""
+    if model_cfg.architecture_from_checkpoint:
+        config = checkpoint_config(model_cfg)
+    else:
+        config = AutoConfig.for_model(
+            model_cfg.model_type,
+            vocab_size=model_cfg.vocab_size,
+            hidden_size=model_cfg.hidden_size,
+            intermediate_size=model_cfg.intermediate_size,
+            num_hidden_layers=model_cfg.num_hidden_layers,
+            num_attention_heads=model_cfg.num_attention_heads,
+            num_key_value_heads=model_cfg.num_key_value_heads or model_cfg.num_attention_heads,
+            max_position_embeddings=model_cfg.max_position_embeddings,
+            rms_norm_eps=model_cfg.rms_norm_eps,
+            rope_theta=model_cfg.rope_theta,
+            tie_word_embeddings=model_cfg.tie_word_embeddings,
+            **({"head_dim": model_cfg.head_dim} if model_cfg.head_dim else {}),
+            **dict(model_cfg.config_extra),
+        )
+    if vocab_size:
+        config.vocab_size = vocab_size
+    return config
 
 
-def build_meta_model(model_cfg, vocab_size: int | None = None) -> LlamaForCausalLM:
+def checkpoint_config(model_cfg) -> PretrainedConfig:
+    """config.json of model.path (local, cached or reachable), one clear line when it cannot be read."""
+    check_weights_available(model_cfg)
+    try:
+        return AutoConfig.from_pretrained(str(model_cfg.path))
+    except (OSError, ValueError, KeyError) as err:
+        reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
+        raise WeightsNotFoundError(f"model.path={model_cfg.path}: its config.json cannot be used ({reason})") from None
+
+
+def build_meta_model(model_cfg, vocab_size: int | None = None) -> PreTrainedModel:
     """The architecture with no storage: parameter counts of a 65B model in about a second."""
     with torch.device("meta"):
-        return LlamaForCausalLM(llama_config(model_cfg, vocab_size))
+        return AutoModelForCausalLM.from_config(architecture_config(model_cfg, vocab_size))
 
 
 def _is_local(path: str) -> bool:
@@ -104,20 +124,26 @@ def load_tokenizer(model_cfg):
         raise WeightsNotFoundError(f"tokenizer {source} cannot be loaded ({reason}); pass model.tokenizer_path=<dir or hub id>") from None
 
 
-def pretrained_config(model_cfg) -> LlamaConfig:
+def pretrained_config(model_cfg) -> PretrainedConfig:
     """The checkpoint's own architecture (config.json), checked against the preset it claims to be."""
-    config = LlamaConfig.from_pretrained(str(model_cfg.path))
+    config = checkpoint_config(model_cfg)
     check_architecture(model_cfg, config)
     return config
 
 
 def check_architecture(model_cfg, config) -> None:
+    """A preset's checkpoint must be the architecture the preset describes (the plan and the recipe's
+    values were chosen for it); model=hf takes any."""
+    if model_cfg.architecture_from_checkpoint:
+        return
     mismatched = [
-        f"{name}: preset {getattr(model_cfg, name)}, checkpoint {getattr(config, name)}"
+        f"{name}: preset {getattr(model_cfg, name)}, checkpoint {getattr(config, name, None)}"
         for name in ARCH_FIELDS
-        if getattr(config, name) != getattr(model_cfg, name)
+        if getattr(config, name, None) != getattr(model_cfg, name)
     ]
-    if mismatched and model_cfg.name != "hf":
+    if config.model_type != model_cfg.model_type:
+        mismatched.insert(0, f"model_type: preset {model_cfg.model_type}, checkpoint {config.model_type}")
+    if mismatched:
         raise ConfigError(
             f"model.path={model_cfg.path} is not a {model_cfg.name} ({'; '.join(mismatched)}); "
             "use model=hf for other architectures"
@@ -154,26 +180,27 @@ def finish_config(config, tokenizer) -> None:
     config.use_cache = False
 
 
-def scratch_config(model_cfg, tokenizer) -> LlamaConfig:
+def scratch_config(model_cfg, tokenizer) -> PretrainedConfig:
     """The preset's architecture for a model trained from scratch (the tiny default)."""
-    config = llama_config(model_cfg, vocab_size=max(model_cfg.vocab_size, len(tokenizer)))
+    config = architecture_config(model_cfg)
+    config.vocab_size = max(config.vocab_size, len(tokenizer))
     config._attn_implementation = model_cfg.attn_implementation
     return config
 
 
-def build_model(model_cfg, tokenizer, seed: int) -> LlamaForCausalLM:
+def build_model(model_cfg, tokenizer, seed: int) -> PreTrainedModel:
     """Pretrained weights from model.path, or a seeded random init of the preset's architecture;
     the embedding is then grown for the template's added tokens."""
     dtype = DTYPES[model_cfg.dtype]
     if model_cfg.path is not None:
         check_weights_available(model_cfg)
-        model = LlamaForCausalLM.from_pretrained(
+        check_architecture(model_cfg, checkpoint_config(model_cfg))
+        model = AutoModelForCausalLM.from_pretrained(
             str(model_cfg.path), dtype=dtype, attn_implementation=model_cfg.attn_implementation
         )
-        check_architecture(model_cfg, model.config)
     else:
         torch.manual_seed(seed)
-        model = LlamaForCausalLM(scratch_config(model_cfg, tokenizer)).to(dtype)
+        model = AutoModelForCausalLM.from_config(scratch_config(model_cfg, tokenizer)).to(dtype)
     grow_vocabulary(model, len(tokenizer), seed)
     finish_config(model.config, tokenizer)
     return model

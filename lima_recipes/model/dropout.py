@@ -1,4 +1,4 @@
-"""LIMA's residual dropout: applied to the output of each attention and MLP block before it joins
+"""LIMA's residual dropout: applied to the output of each attention and MLP branch as it joins
 the residual stream, rising linearly from 0.0 at the bottom layer to p at the top.
 
 Forward hooks rather than module surgery: the state dict, and so the exported checkpoint, is
@@ -29,11 +29,15 @@ def _hook(p: float):
 
 
 def apply_residual_dropout(model, top: float) -> list[float]:
-    """Hook every decoder layer's attention and MLP outputs; returns the rate of each layer."""
-    layers = model.model.layers
+    """Hook the output of both residual branches of every decoder layer (lima_recipes.model.layers
+    finds them for each family); returns the rate of each layer."""
+    from lima_recipes.model.layers import decoder_layers, residual_branches
+
+    layers = decoder_layers(model)
     rates = residual_dropout_rates(len(layers), top)
     for layer, p in zip(layers, rates):
-        layer.self_attn.register_forward_hook(_hook(p))
-        layer.mlp.register_forward_hook(_hook(p))
         layer.residual_dropout = p  # read by tests and the plan; not a parameter or buffer
+        if top > 0:
+            for branch in residual_branches(layer):
+                branch.register_forward_hook(_hook(p))
     return rates

@@ -19,6 +19,7 @@ import torch
 from torch import nn
 
 from lima_recipes.errors import ConfigError, LimaError, WeightsNotFoundError
+from lima_recipes.model.layers import decoder_layers
 
 log = logging.getLogger(__name__)
 
@@ -26,16 +27,6 @@ VOCAB_KEYS = ("model.embed_tokens.weight", "lm_head.weight")
 """The two tensors that grow for the template's tokens; every other tensor is read as stored."""
 BROADCAST_GROUP_BYTES = 2 * 1024**3
 """Rank 0 materialises at most this much of the checkpoint at a time while broadcasting."""
-
-
-def decoder_layer_classes(model: nn.Module) -> tuple[type, ...]:
-    """The unit FSDP shards and checkpoints, as the model names it (`_no_split_modules`)."""
-    names = set(getattr(model, "_no_split_modules", None) or ())
-    classes = tuple({type(m) for m in model.modules() if type(m).__name__ in names})
-    if not classes:
-        raise ConfigError(f"{type(model).__name__} names no decoder layer class (_no_split_modules is {sorted(names)}); "
-                          "FSDP cannot shard it layer by layer")
-    return classes
 
 
 def fsdp_mesh(lightning_mesh, hybrid: bool, num_nodes: int):
@@ -63,10 +54,8 @@ def shard(model: nn.Module, mesh, strategy_cfg) -> None:
     if strategy_cfg.precision in ("bf16-mixed", "16-mixed"):
         half = torch.bfloat16 if strategy_cfg.precision == "bf16-mixed" else torch.float16
         kwargs["mp_policy"] = MixedPrecisionPolicy(param_dtype=half, reduce_dtype=torch.float32)
-    layers = decoder_layer_classes(model)
-    for module in list(model.modules()):
-        if isinstance(module, layers):
-            fully_shard(module, **kwargs)
+    for layer in decoder_layers(model):
+        fully_shard(layer, **kwargs)
     fully_shard(model, **kwargs)
 
 
@@ -151,7 +140,9 @@ def grown_vocab_rows(model: nn.Module, files, dtype: torch.dtype, num_tokens: in
         torch.manual_seed(seed)
         grown = {VOCAB_KEYS[0]: model._get_resized_embeddings(nn.Embedding.from_pretrained(embed, freeze=False), num_tokens,
                                                                mean_resizing=True).weight.data}
-        if not tied:
+        if tied:  # one tensor under both names, as the tied model holds it
+            grown[VOCAB_KEYS[1]] = grown[VOCAB_KEYS[0]]
+        else:
             head = nn.utils.skip_init(nn.Linear, embed.shape[1], embed.shape[0], bias=False)
             head.weight = nn.Parameter(files.get(VOCAB_KEYS[1]).to(dtype))
             grown[VOCAB_KEYS[1]] = model._get_resized_lm_head(head, num_tokens, mean_resizing=True).weight.data
@@ -187,9 +178,9 @@ def load_pretrained(model: nn.Module, directory, mode: str, dtype: torch.dtype, 
         raise WeightsNotFoundError(shared[0])
     if mode == "broadcast":
         def read(name: str) -> torch.Tensor:
-            if name in grown:
-                return grown[name]
-            return files.get(VOCAB_KEYS[0] if tied and name == VOCAB_KEYS[1] and name not in files else name).to(dtype)
+            if tied and name == VOCAB_KEYS[1] and name not in files:
+                name = VOCAB_KEYS[0]  # a tied checkpoint stores the embedding once
+            return grown[name] if name in grown else files.get(name).to(dtype)
 
         groups = state_groups(model)
         broadcast_from_rank0(model, groups, read_groups(groups, read) if rank0 else None)
@@ -223,7 +214,7 @@ def build_sharded_model(cfg, tokenizer, placement) -> nn.Module:
     """The FSDP2 model factory: what `make_model` builds on one device, sharded without any rank
     holding it whole. A resumed run skips the pretrained load: the checkpoint restores every
     weight after setup (buffers are still re-created, they are in no checkpoint)."""
-    from transformers import LlamaForCausalLM
+    from transformers import AutoModelForCausalLM
 
     from lima_recipes.model.build import (DTYPES, build_model, enable_activation_checkpointing, finish_config, grown_vocab_size,
                                           local_checkpoint_dir, pretrained_config, scratch_config)
@@ -237,7 +228,7 @@ def build_sharded_model(cfg, tokenizer, placement) -> nn.Module:
     config.vocab_size = grown_vocab_size(config, tokenizer)
     config._attn_implementation = m.attn_implementation
     with torch.device("meta"):
-        model = LlamaForCausalLM(config).to(param_dtype)
+        model = AutoModelForCausalLM.from_config(config).to(param_dtype)
     finish_config(model.config, tokenizer)  # after construction, as on one process: no padding_idx in the embedding
     apply_residual_dropout(model, m.residual_dropout)
     if s.activation_checkpointing:

@@ -25,7 +25,7 @@ def build_zero3_model(cfg, tokenizer, ds_config: dict, load: bool = True) -> nn.
     """Called inside `deepspeed.zero.Init` (Lightning's `model_sharded_context`, or a test's)."""
     import torch.distributed as dist
     from deepspeed.runtime.zero.partition_parameters import restore_init_context, shutdown_init_context
-    from transformers import LlamaForCausalLM
+    from transformers import AutoModelForCausalLM
     from transformers.integrations import HfDeepSpeedConfig
     from transformers.integrations.deepspeed import _load_state_dict_into_zero3_model
 
@@ -51,7 +51,7 @@ def build_zero3_model(cfg, tokenizer, ds_config: dict, load: bool = True) -> nn.
             else:
                 files = SafetensorsDir(local_checkpoint_dir(m))
                 with torch.device("meta"):
-                    helper = LlamaForCausalLM(config)
+                    helper = AutoModelForCausalLM.from_config(config)
                 grown = grown_vocab_rows(helper, files, dtype, config.vocab_size, cfg.run.seed, bool(config.tie_word_embeddings))
                 full = {name: grown[name] if name in grown else files.get(name).to(dtype) for name in files.weight_map
                         if not name.endswith("rotary_emb.inv_freq")}
@@ -59,7 +59,7 @@ def build_zero3_model(cfg, tokenizer, ds_config: dict, load: bool = True) -> nn.
             restore_init_context()
 
     keep_alive = HfDeepSpeedConfig(ds_config)
-    model = LlamaForCausalLM(config)
+    model = AutoModelForCausalLM.from_config(config)
     finish_config(model.config, tokenizer)  # after construction, as on one process: no padding_idx in the embedding
     model._lima_hf_deepspeed_config = keep_alive  # transformers holds it by weakref only
     if load:
