@@ -4,10 +4,11 @@ the inference render of the exported tokenizer."""
 from __future__ import annotations
 
 import pytest
+import torch
 
 from lima_recipes.data.records import Conversation, Message
 from lima_recipes.data.templates import ChatMLTemplate, LimaTemplate, ModelTemplate
-from lima_recipes.data.tokenize import IGNORE_INDEX, inference_prompt, tokenize_conversation
+from lima_recipes.data.tokenize import IGNORE_INDEX, tokenize_conversation
 from lima_recipes.errors import ConfigError, DataFormatError
 
 
@@ -65,23 +66,53 @@ def test_model_template_without_one_in_the_tokenizer_is_a_config_error(tiny_toke
         ModelTemplate(name="model").install(tiny_tokenizer)
 
 
-@pytest.mark.parametrize("template", [
-    LimaTemplate(name="lima", eot_token="<|eot|>"),
-    ChatMLTemplate(name="chatml", eot_token="<|im_end|>", extra_special_tokens=["<|im_start|>"]),
-])
-def test_training_render_equals_inference_render_of_saved_tokenizer(tiny_tokenizer, template, tmp_path):
-    from transformers import AutoTokenizer
+TEMPLATES = {
+    "lima": lambda system=None: LimaTemplate(name="lima", eot_token="<|eot|>", system_prompt=system),
+    "chatml": lambda system=None: ChatMLTemplate(name="chatml", eot_token="<|im_end|>", extra_special_tokens=["<|im_start|>"],
+                                                 system_prompt=system),
+}
+SYSTEM = 'You are "helpful".\nAnswer in full sentences.'
 
+
+@pytest.mark.parametrize("name", TEMPLATES)
+@pytest.mark.parametrize("system", [None, SYSTEM])
+def test_training_render_equals_what_generation_gives_the_exported_model(tiny_tokenizer, name, system, tmp_path):
+    """Through the functions production uses: the training tokenizer, export_model's files, and
+    make generate's prompt rendering of the reloaded export."""
+    from omegaconf import OmegaConf
+    from transformers import AutoTokenizer, LlamaConfig
+
+    from lima_recipes.eval.generate import prompt_text
+    from lima_recipes.model.export import write_model_files
+
+    template = TEMPLATES[name](system)
     template.install(tiny_tokenizer)
-    tiny_tokenizer.save_pretrained(tmp_path)
+    config = OmegaConf.create({"do_sample": True, "top_p": 0.9, "temperature": 0.7, "repetition_penalty": 1.2, "max_new_tokens": 8})
+    write_model_files(tmp_path, LlamaConfig(), torch.float32, tiny_tokenizer, template.end_of_turn(tiny_tokenizer), config)
     reloaded = AutoTokenizer.from_pretrained(tmp_path)
     c = conv("First?", "One.", "Second?", "Two.")
     ex = tokenize_conversation(c, tiny_tokenizer, template, 2048)
-    prompt = inference_prompt(c.as_dicts()[:3], reloaded, template)
-    prompt_ids = reloaded(prompt, add_special_tokens=False)["input_ids"]
+    prompt_ids = reloaded(prompt_text(c.as_dicts()[:3], reloaded), add_special_tokens=False)["input_ids"]
     # The inference prompt is a prefix of the training tokens, and what follows it is trained.
     assert ex.input_ids[: len(prompt_ids)] == prompt_ids
     assert ex.labels[len(prompt_ids)] == ex.input_ids[len(prompt_ids)] != IGNORE_INDEX
+    rendered = tiny_tokenizer.decode(ex.input_ids)
+    assert (SYSTEM in rendered) == (system is not None) and rendered.count(SYSTEM) <= 1
+
+
+@pytest.mark.parametrize("name", TEMPLATES)
+@pytest.mark.parametrize("turns", [("Hi?", "Hello."), ("First?", "One.", "Second?", "Two, with more words."),
+                                   ("Only the question?",)])
+def test_our_labels_train_what_hfs_assistant_mask_marks(tiny_tokenizer, name, turns):
+    """An independent reference for the masking: transformers' own assistant mask of the
+    template's {% generation %} blocks (what TRL's assistant-only loss uses)."""
+    template = TEMPLATES[name](SYSTEM)
+    template.install(tiny_tokenizer)
+    c = conv(*turns)
+    ex = tokenize_conversation(c, tiny_tokenizer, template, 2048)
+    hf = tiny_tokenizer.apply_chat_template(c.as_dicts(), tokenize=True, return_dict=True, return_assistant_tokens_mask=True)
+    assert hf["input_ids"] == ex.input_ids
+    assert hf["assistant_masks"] == [int(label != IGNORE_INDEX) for label in ex.labels]
 
 
 def test_truncation_cuts_from_the_end_and_flags_it(tiny_tokenizer, lima_template):

@@ -1,8 +1,12 @@
 """Chat templates: each is a Jinja template installed into the tokenizer, so the text a model is
-trained on is exactly what `tokenizer.apply_chat_template` renders at inference time."""
+trained on is exactly what `tokenizer.apply_chat_template` renders at inference time, from the
+training run to the exported model. The system prompt lives in the template too, and assistant
+content is marked with `{% generation %}`, so `apply_chat_template(return_assistant_tokens_mask=True)`
+(TRL's assistant-only loss) marks what our labels train."""
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass, field
 
 from lima_recipes.errors import ConfigError
@@ -29,6 +33,8 @@ class ChatTemplate:
         source = self.jinja()
         if source is not None:
             tokenizer.chat_template = source
+        if self.system_prompt and getattr(tokenizer, "chat_template", None):
+            tokenizer.chat_template = with_default_system(tokenizer.chat_template, self.system_prompt)
         if not getattr(tokenizer, "chat_template", None):
             raise ConfigError(
                 f"template={self.name} uses the tokenizer's own chat template, but the tokenizer has "
@@ -45,10 +51,15 @@ class ChatTemplate:
             raise ConfigError(f"template={self.name}: the tokenizer has no EOS token; set template.eot_token")
         return token
 
-    def with_system(self, messages: list[dict[str, str]]) -> list[dict[str, str]]:
-        if self.system_prompt and (not messages or messages[0]["role"] != "system"):
-            return [{"role": "system", "content": self.system_prompt}, *messages]
-        return messages
+
+
+def with_default_system(source: str, system_prompt: str) -> str:
+    """The template with `system_prompt` put first in any conversation that has no system message:
+    training, generation and every user of the exported tokenizer render it alike. Idempotent."""
+    # JSON string syntax is a valid Jinja string literal for any text (quotes, newlines escaped)
+    head = ("{%- if not messages or messages[0]['role'] != 'system' %}{%- set messages = [{'role': 'system', 'content': "
+            + json.dumps(system_prompt, ensure_ascii=False) + "}] + messages %}{%- endif %}")
+    return source if source.startswith(head) else head + source
 
 
 class LimaTemplate(ChatTemplate):
@@ -59,7 +70,9 @@ class LimaTemplate(ChatTemplate):
         eot = self.eot_token
         return (
             "{% if bos_token %}{{ bos_token }}{% endif %}"
-            "{% for message in messages %}{{ message['content'] }}" + eot + "{% endfor %}"
+            "{% for message in messages %}{% if message['role'] == 'assistant' %}"
+            "{% generation %}{{ message['content'] }}" + eot + "{% endgeneration %}"
+            "{% else %}{{ message['content'] }}" + eot + "{% endif %}{% endfor %}"
         )
 
 
@@ -70,8 +83,10 @@ class ChatMLTemplate(ChatTemplate):
         start, end = self.extra_special_tokens[0], self.eot_token
         return (
             "{% if bos_token %}{{ bos_token }}{% endif %}"
-            "{% for message in messages %}" + start + "{{ message['role'] }}\n{{ message['content'] }}"
-            + end + "\n{% endfor %}{% if add_generation_prompt %}" + start + "assistant\n{% endif %}"
+            "{% for message in messages %}" + start + "{{ message['role'] }}\n"
+            "{% if message['role'] == 'assistant' %}{% generation %}{{ message['content'] }}" + end + "{% endgeneration %}"
+            "{% else %}{{ message['content'] }}" + end + "{% endif %}\n"
+            "{% endfor %}{% if add_generation_prompt %}" + start + "assistant\n{% endif %}"
         )
 
 

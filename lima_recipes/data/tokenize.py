@@ -36,7 +36,7 @@ def render(messages: list[dict[str, str]], tokenizer, add_generation_prompt: boo
 
 def assistant_spans(conv: Conversation, tokenizer, template: ChatTemplate) -> tuple[str, list[tuple[int, int]]]:
     """The full rendered text and the [start, end) character span of every assistant turn."""
-    messages = template.with_system(conv.as_dicts())
+    messages = conv.as_dicts()  # the template adds template.system_prompt, as it does at inference
     text = render(messages, tokenizer, add_generation_prompt=False)
     eot = template.end_of_turn(tokenizer)
     # Any special token spelled out in a turn would be parsed as the token itself (a literal
@@ -81,8 +81,3 @@ def tokenize_conversation(
             labels[i] = input_ids[i]
     truncated = len(input_ids) > max_length
     return TokenizedExample(input_ids[:max_length], labels[:max_length], truncated)
-
-
-def inference_prompt(messages: list[dict[str, str]], tokenizer, template: ChatTemplate) -> str:
-    """What a model is given at inference: the conversation so far plus the generation prompt."""
-    return render(template.with_system(messages), tokenizer, add_generation_prompt=True)

@@ -63,10 +63,16 @@ def load_for_generation(export_dir: Path):
     return model, tokenizer, eos
 
 
+def prompt_text(messages: list[dict[str, str]], tokenizer) -> str:
+    """What the model is given: the conversation so far through the export's own chat template
+    (which adds the run's system prompt), ending in the generation prompt."""
+    return tokenizer.apply_chat_template(list(messages), tokenize=False, add_generation_prompt=True)
+
+
 def generate(prompts: list[Prompt], model, tokenizer, eos_token_id, generation_cfg, num_samples: int = 1,
              batch_size: int = 8, seed: int = 1234, model_name: str = "") -> list[Generation]:
     decoding = decoding_settings(generation_cfg)
-    texts = [tokenizer.apply_chat_template(list(p.messages), tokenize=False, add_generation_prompt=True) for p in prompts]
+    texts = [prompt_text(p.messages, tokenizer) for p in prompts]
     lengths = [len(tokenizer(t, add_special_tokens=False)["input_ids"]) for t in texts]
     order = sorted(range(len(prompts)), key=lambda i: (-lengths[i], i))
     eos_ids = set(eos_token_id if isinstance(eos_token_id, list) else [eos_token_id])
