@@ -17,7 +17,7 @@ from pathlib import Path
 
 import torch
 
-from lima_recipes.bench.sharded_child import load_and_measure, tokenizer_for
+from lima_recipes.bench.sharded_child import end_without_teardown, load_and_measure, tokenizer_for
 
 
 class Stop(Exception):
@@ -48,8 +48,7 @@ def case_load(out: Path, overrides: list[str]) -> None:
         buffers = {name: b.clone() for name, b in model.named_buffers()}
         torch.save({"state": full, "buffers": buffers, "param_types": sorted({type(p).__name__ for p in model.parameters()}),
                     "dtypes": sorted({str(p.dtype) for p in model.parameters()})}, out / "loaded.pt")
-    dist.barrier()
-    dist.destroy_process_group()
+    end_without_teardown()
 
 
 ZERO3 = {"train_micro_batch_size_per_gpu": 1, "zero_optimization": {"stage": 3}, "zero_allow_untested_optimizer": True,
@@ -98,7 +97,7 @@ def case_zero3(out: Path, overrides: list[str]) -> None:
         write_model_files(out / "like", model.config, torch.float32, tokenizer, eot, cfg.generation)
         convert_checkpoint(out / "zero", out / "hf", torch.bfloat16, like=out / "like")
         torch.save({"loaded": loaded, "buffers": buffers, "stepped": stepped, "local_numel": local}, out / "zero3.pt")
-    dist.barrier()
+    end_without_teardown()
 
 
 def case_train(out: Path, overrides: list[str]) -> None:
