@@ -14,7 +14,7 @@ PUBLISHED = {
     "llama65b": 65_285_660_672, "llama2_7b": 6_738_415_616, "llama2_13b": 13_015_864_320,
     "llama2_70b": 68_976_648_192, "llama3_8b": 8_030_261_248, "llama3_70b": 70_553_706_496,
     "qwen2_5_7b": 7_615_616_512, "qwen2_5_0_5b": 494_032_768, "mistral_7b": 7_241_732_096,
-    "smollm2_135m": 134_515_008,
+    "smollm2_135m": 134_515_008, "gemma3_270m": 268_098_176,
 }
 
 
@@ -125,6 +125,29 @@ def test_dropout_hooks_apply_the_layer_rate_in_training_only(compose_cfg, tiny_t
     a = model(input_ids=ids).logits
     model.train()
     assert not torch.allclose(model(input_ids=ids).logits, a)
+
+
+@pytest.mark.slow
+def test_a_pretrained_model_trains_with_its_dropout_on(compose_cfg, tiny_tokenizer, tmp_path):
+    """from_pretrained returns eval mode and Lightning keeps the mode a module arrives in: the
+    module must switch the loaded model to training, or every dropout stays off."""
+    import lightning as L
+
+    from lima_recipes.train.run import assemble
+
+    build_model(compose_cfg().model, tiny_tokenizer, seed=0).save_pretrained(tmp_path / "ckpt")
+    tiny_tokenizer.save_pretrained(tmp_path / "ckpt")
+    modes = []
+
+    class Record(L.Callback):
+        def on_train_batch_start(self, trainer, pl_module, batch, batch_idx):
+            modes.append([m.training for m in pl_module.model.modules()])
+
+    cfg = compose_cfg("model=hf", f"model.path={tmp_path / 'ckpt'}", "model.dtype=float32", "trainer.max_steps=1",
+                      "trainer.enable_progress_bar=false", "trainer.global_batch_size=4", "trainer.micro_batch_size=4")
+    run = assemble(cfg, tmp_path / "run", extra_callbacks=(Record(),))
+    run.trainer.fit(run.module, datamodule=run.datamodule)
+    assert modes and all(modes[0])
 
 
 def test_lima_schedule_decays_linearly_from_1e5_to_1e6_without_warmup():

@@ -94,6 +94,9 @@ class CausalLMModule(L.LightningModule):
     def configure_model(self) -> None:
         if self.model is None:
             self.model = self.model_factory(self._placement())
+            # from_pretrained returns a model in eval mode, and Lightning keeps the mode a module
+            # arrives in: without this a pretrained model would train with every dropout off.
+            self.model.train()
 
     def _placement(self) -> Placement:
         trainer = self._trainer
