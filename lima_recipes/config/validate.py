@@ -60,6 +60,8 @@ def validate(cfg: DictConfig) -> None:
             f"model={m.name} needs weights: pass model.path=<hub id or local directory> "
             "(or model.tokenizer_path=<tokenizer> to train the architecture from scratch)"
         )
+    if m.gguf_file and m.path is None:
+        problems.append(f"model.gguf_file={m.gguf_file} is read from model.path: pass model.path=<the folder holding it>")
     _one_of(problems, "model.dtype", m.dtype, DTYPES)
     if not 0.0 <= m.residual_dropout < 1.0:
         problems.append(f"model.residual_dropout={m.residual_dropout} must be in [0, 1)")

