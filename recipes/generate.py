@@ -1,5 +1,6 @@
 """`make generate run=<run or export dir> prompts=<set>`: responses with LIMA decoding, one JSONL
-line per prompt and sample, plus automatic metrics beside the file."""
+line per prompt and sample, plus automatic metrics beside the file. `at=start` answers with the
+model the run started from (before/after pairs)."""
 
 import json
 import sys
@@ -18,7 +19,7 @@ ensure_registered()
 def main(cfg: DictConfig) -> None:
     from lima_recipes.eval.generate import generate_to_file
 
-    output, metrics = generate_to_file(cfg.run, cfg.prompts, cfg.generation, cfg.num_samples, cfg.batch_size, cfg.seed, cfg.output)
+    output, metrics = generate_to_file(cfg.run, cfg.prompts, cfg.generation, cfg.num_samples, cfg.batch_size, cfg.seed, cfg.output, cfg.at)
     print(json.dumps(metrics, indent=2))
     print(f"wrote {metrics['responses']} responses to {output}")
 

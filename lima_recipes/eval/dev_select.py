@@ -42,7 +42,7 @@ def generate_per_epoch(run_dir: Path, checkpoints: dict[int, Path], cfg) -> dict
     out_dir = run_dir / "generations" / "dev_select"
     paths = {e: out_dir / f"{cfg.prompts.name}-epoch={e:02d}.jsonl" for e in checkpoints}
     for epoch in [e for e, p in paths.items() if not (p.exists() and list(load_generations(p, "dev_select")) == ids)]:
-        model, tokenizer, eos = load_for_generation(checkpoints[epoch])
+        model, tokenizer, eos = load_for_generation(checkpoints[epoch], cfg.generation)
         generations = generate(prompts, model, tokenizer, eos, cfg.generation, 1, cfg.eval.batch_size, cfg.eval.seed,
                                model_name=f"{run_dir.name}@epoch={epoch:02d}")
         write_generations(generations, paths[epoch])

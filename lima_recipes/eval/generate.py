@@ -53,12 +53,16 @@ def decoding_settings(generation_cfg) -> dict:
     }
 
 
-def load_for_generation(export_dir: Path):
-    from transformers import AutoModelForCausalLM, AutoTokenizer, GenerationConfig
+def load_for_generation(export_dir: Path, generation_cfg=None):
+    """Model (on the accelerator when there is one: generation.device/dtype), tokenizer and stop ids."""
+    from transformers import AutoTokenizer, GenerationConfig
+
+    from lima_recipes.eval.placement import load_causal_lm
 
     tokenizer = AutoTokenizer.from_pretrained(export_dir)
     tokenizer.padding_side = "left"  # generation continues from the right end of every row
-    model = AutoModelForCausalLM.from_pretrained(export_dir).eval()
+    device, dtype = (generation_cfg.device, generation_cfg.dtype) if generation_cfg is not None else ("auto", "auto")
+    model = load_causal_lm(export_dir, device, dtype)
     eos = GenerationConfig.from_pretrained(export_dir).eos_token_id
     return model, tokenizer, eos
 
@@ -81,7 +85,7 @@ def generate(prompts: list[Prompt], model, tokenizer, eos_token_id, generation_c
         task = progress.add_task("generating", total=len(prompts))
         for start in range(0, len(order), batch_size):
             batch = order[start : start + batch_size]
-            encoded = tokenizer([texts[i] for i in batch], return_tensors="pt", padding=True, add_special_tokens=False)
+            encoded = tokenizer([texts[i] for i in batch], return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
             torch.manual_seed(seed * 100_003 + batch[0])
             try:
                 with torch.no_grad():
@@ -117,21 +121,57 @@ def write_generations(generations: list[Generation], path: Path) -> None:
     write_jsonl(path, (asdict(g) for g in generations))
 
 
+def load_run_start(run_dir: Path, generation_cfg=None):
+    """The model a training run started from, as its first step saw it: the pretrained weights
+    (or the seeded random init) with the run's template installed and the vocabulary grown under
+    the run's seed; its end-of-turn token stops generation. The "before" of a before/after pair."""
+    from omegaconf import OmegaConf
+
+    from lima_recipes.data.templates import build_template
+    from lima_recipes.eval.placement import choose_placement
+    from lima_recipes.model.build import build_model, load_tokenizer
+
+    config = run_dir / "config.yaml"
+    if not config.is_file():
+        raise WeightsNotFoundError(f"run={run_dir}: no config.yaml there; at=start needs a training run directory")
+    cfg = OmegaConf.load(config)
+    tokenizer = load_tokenizer(cfg.model)
+    template = build_template(cfg.template)
+    template.install(tokenizer)
+    tokenizer.padding_side = "left"
+    model = build_model(cfg.model, tokenizer, seed=cfg.run.seed)
+    device, dtype = (generation_cfg.device, generation_cfg.dtype) if generation_cfg is not None else ("auto", "auto")
+    placement = choose_placement(sum(p.numel() for p in model.parameters()), device, dtype)
+    model = model.to(placement.device, placement.dtype).eval()
+    return model, tokenizer, tokenizer.convert_tokens_to_ids(template.end_of_turn(tokenizer))
+
+
 def generate_to_file(run: str | Path, prompts_cfg, generation_cfg, num_samples: int, batch_size: int, seed: int,
-                     output: str | Path | None = None) -> tuple[Path, dict]:
-    """`make generate` and the evaluation after training: the export's responses to a prompt set,
-    written to `output` (default <run>/generations/<prompts>.jsonl) with the automatic metrics
-    beside it (.metrics.json). Returns the path and the metrics."""
+                     output: str | Path | None = None, at: str = "export") -> tuple[Path, dict]:
+    """`make generate` and the evaluation after training: the export's responses to a prompt set
+    (or, at="start", those of the model the run started from), written to `output` (default
+    <run>/generations/<prompts>[-start].jsonl) with the automatic metrics beside it
+    (.metrics.json). Returns the path and the metrics."""
+    from lima_recipes.errors import ConfigError
     from lima_recipes.eval.metrics import automatic_metrics
     from lima_recipes.eval.prompts import load_prompts
     from lima_recipes.io import write_atomically
 
-    export = resolve_export(run)
+    if at not in ("export", "start"):
+        raise ConfigError(f"at={at!r} is not one of export, start")
     prompts = load_prompts(prompts_cfg)
-    model, tokenizer, eos = load_for_generation(export)
-    generations = generate(prompts, model, tokenizer, eos, generation_cfg, num_samples, batch_size, seed, model_name=str(export))
-    run_dir = export.parent if export.name == "export" else export
-    path = Path(output) if output else run_dir / "generations" / f"{prompts_cfg.name}.jsonl"
+    if at == "start":
+        run_dir = Path(run)
+        model, tokenizer, eos = load_run_start(run_dir, generation_cfg)
+        name = f"{run_dir}@start"
+    else:
+        export = resolve_export(run)
+        run_dir = export.parent if export.name == "export" else export
+        model, tokenizer, eos = load_for_generation(export, generation_cfg)
+        name = str(export)
+    generations = generate(prompts, model, tokenizer, eos, generation_cfg, num_samples, batch_size, seed, model_name=name)
+    suffix = "-start" if at == "start" else ""
+    path = Path(output) if output else run_dir / "generations" / f"{prompts_cfg.name}{suffix}.jsonl"
     write_generations(generations, path)
     metrics = automatic_metrics([asdict(g) for g in generations])
     write_atomically(path.with_suffix(".metrics.json"), json.dumps(metrics, indent=2))

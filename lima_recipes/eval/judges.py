@@ -143,9 +143,10 @@ class HFJudge:
         if self._loaded is None:
             from types import SimpleNamespace
 
-            from transformers import AutoModelForCausalLM, AutoTokenizer
+            from transformers import AutoTokenizer
 
             from lima_recipes.errors import WeightsNotFoundError
+            from lima_recipes.eval.placement import load_causal_lm
             from lima_recipes.model.build import check_weights_available
 
             try:
@@ -153,7 +154,7 @@ class HFJudge:
             except WeightsNotFoundError as err:
                 raise WeightsNotFoundError(str(err).replace("model.path=", "judge.model=", 1)) from None
             tokenizer = AutoTokenizer.from_pretrained(self.model_name)
-            model = AutoModelForCausalLM.from_pretrained(self.model_name).eval()
+            model = load_causal_lm(self.model_name)  # on the GPU when there is one
             tokenizer.padding_side = "left"
             if tokenizer.pad_token is None:
                 tokenizer.pad_token = tokenizer.eos_token
@@ -171,7 +172,7 @@ class HFJudge:
             for start in range(0, len(conversations), self.batch_size):
                 batch = conversations[start : start + self.batch_size]
                 texts = [tokenizer.apply_chat_template(m, tokenize=False, add_generation_prompt=True) for m in batch]
-                encoded = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+                encoded = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False).to(model.device)
                 with torch.no_grad():
                     output = model.generate(**encoded, do_sample=False, max_new_tokens=self.max_tokens,
                                             pad_token_id=tokenizer.pad_token_id)
