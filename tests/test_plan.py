@@ -50,7 +50,7 @@ def test_lima65b_verdicts_and_the_smallest_fix(compose_cfg):
 
 
 @pytest.mark.parametrize("preset", ["llama7b", "llama13b", "llama33b", "llama65b", "llama2_7b", "llama2_13b", "llama2_70b",
-                                    "llama3_8b", "llama3_70b", "qwen2_5_7b", "qwen2_5_0_5b", "mistral_7b", "smollm2_135m"])
+                                    "llama3_8b", "llama3_70b", "qwen2_5_7b", "qwen2_5_0_5b", "mistral_7b", "smollm2_135m", "gemma3_270m"])
 def test_each_preset_trains_on_the_hardware_it_names(compose_cfg, preset):
     """The recipe's hardware fits 80 GB GPUs, and a node fewer would not: the presets stay honest."""
     from lima_recipes.config.fit import Verdict, needed_bytes
@@ -96,3 +96,29 @@ def test_plan_counts_host_memory_at_load_and_checkpoint_sizes(compose_cfg):
     assert per_rank.disk.host_load_per_node < 0.6 * plan.disk.host_load_per_node  # each node reads half the file
     every_rank = make_plan(compose_cfg("model=llama65b", "strategy=ddp", "trainer.devices=8"), 1000, "")
     assert every_rank.disk.host_load_per_node == 8 * p * (2 + 4)  # from_pretrained in bf16 + the fp32 copy, per rank
+
+
+def test_a_checkpoint_too_large_for_host_ram_is_refused_with_the_loading_that_fits(compose_cfg, monkeypatch):
+    from types import SimpleNamespace
+
+    import psutil
+    import torch
+
+    from lima_recipes.config.fit import host_verdict
+    from lima_recipes.errors import ConfigError
+    from lima_recipes.train.run import prepare
+
+    GiB = 1024**3
+    ddp = compose_cfg("model=llama65b", "strategy=ddp", "trainer.devices=8")
+    assert host_verdict(ddp, 2048 * GiB).fix == "strategy=fsdp"  # 8 bf16 copies + fp32 masters: 3 TB
+    sharded = compose_cfg("experiment=lima65b")  # 2 nodes: per_rank maps half the checkpoint per node
+    assert host_verdict(sharded, 512 * GiB).fits
+    assert host_verdict(sharded, 100 * GiB).fix == "strategy.load=per_rank"
+    assert host_verdict(sharded, 16 * GiB).fix.startswith("hosts with more RAM")
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "get_device_properties", lambda _: SimpleNamespace(name="NVIDIA H100 80GB HBM3", total_memory=80 * 1024**3))
+    monkeypatch.setattr(psutil, "virtual_memory", lambda: SimpleNamespace(total=100 * GiB))
+    with pytest.raises(ConfigError, match=r"make plan: loading model.path=\S+ \(llama65b, strategy=fsdp\) needs about 1\d\d.\d GiB of host "
+                                          r"RAM per node and this host has 90.0 GiB usable; smallest fix: strategy.load=per_rank"):
+        prepare(sharded)

@@ -105,6 +105,35 @@ def verdicts(cfg: DictConfig) -> list[Verdict]:
     return out
 
 
+def host_verdict(cfg: DictConfig, host_bytes: float | None = None) -> Verdict:
+    """Host RAM of the busiest node while the pretrained weights load, against this machine's RAM
+    (the plan assumes every node is like the one it runs on)."""
+    import psutil
+
+    capacity = float(host_bytes if host_bytes is not None else psutil.virtual_memory().total)
+    verdict = Verdict("host RAM (this machine)", capacity, make_plan(cfg, None, "").disk.host_load_per_node)
+    if not verdict.fits:
+        verdict.fix = host_fix(cfg, capacity)
+    return verdict
+
+
+def host_fix(cfg: DictConfig, capacity: float) -> str:
+    """Loading that holds less of the checkpoint per node: rank 0 sends it on (FSDP2 broadcast),
+    then each node reading only its own slices (per_rank)."""
+    s = cfg.strategy
+    budget = USABLE * capacity
+    options = []
+    if s.kind != "fsdp":
+        options.append(("strategy=fsdp", {"strategy.kind": "fsdp", "strategy.load": "broadcast"}))
+    if s.kind != "fsdp" or s.load != "per_rank":
+        options.append(("strategy=fsdp strategy.load=per_rank" if s.kind != "fsdp" else "strategy.load=per_rank",
+                        {"strategy.kind": "fsdp", "strategy.load": "per_rank"}))
+    for text, changes in options:
+        if make_plan(_variant(cfg, **changes), None, "").disk.host_load_per_node <= budget:
+            return text
+    return "hosts with more RAM, or more nodes with strategy=fsdp strategy.load=per_rank"
+
+
 def visible_device(cfg: DictConfig) -> tuple[str, float, bool]:
     """What this machine gives each rank: a GPU's memory, or a share of the host's for CPU ranks."""
     import psutil
@@ -118,24 +147,30 @@ def visible_device(cfg: DictConfig) -> tuple[str, float, bool]:
 
 
 def check_fits(cfg: DictConfig) -> None:
-    """`make train`'s gate, before any weight is read: one line with the estimate and the fix."""
+    """`make train`'s gate, before any weight is read: one line with the estimate and the fix,
+    for the devices and then for the host RAM the pretrained weights pass through."""
     from lima_recipes.errors import ConfigError
 
     if not cfg.trainer.check_memory:
         return
     name, capacity, on_gpu = visible_device(cfg)
     verdict = Verdict(name, capacity, needed_bytes(cfg))
-    if verdict.fits:
-        return
-    # CPU ranks share one host: more of them only split it further, so the fix is GPUs
-    gpu = DEVICE_TYPES[1][1] * GIB
-    if on_gpu:
-        fix = smallest_fix(cfg, capacity)
-    else:
-        on_80 = smallest_fix(cfg, gpu)
-        world = cfg.trainer.devices * cfg.trainer.num_nodes
-        fix = f"run it on GPUs ({f'on 80 GB GPUs: {on_80}' if on_80 else f'it fits {world} x 80 GB as configured'})"
-    raise ConfigError(
-        f"make plan: {cfg.model.name} with strategy={cfg.strategy.name} on {cfg.trainer.devices * cfg.trainer.num_nodes} "
-        f"device(s) needs about {verdict.needed / GIB:,.1f} GiB per device and {name} gives "
-        f"{USABLE * capacity / GIB:,.1f} GiB usable; smallest fix: {fix} (trainer.check_memory=false runs it anyway)")
+    if not verdict.fits:
+        # CPU ranks share one host: more of them only split it further, so the fix is GPUs
+        gpu = DEVICE_TYPES[1][1] * GIB
+        if on_gpu:
+            fix = smallest_fix(cfg, capacity)
+        else:
+            on_80 = smallest_fix(cfg, gpu)
+            world = cfg.trainer.devices * cfg.trainer.num_nodes
+            fix = f"run it on GPUs ({f'on 80 GB GPUs: {on_80}' if on_80 else f'it fits {world} x 80 GB as configured'})"
+        raise ConfigError(
+            f"make plan: {cfg.model.name} with strategy={cfg.strategy.name} on {cfg.trainer.devices * cfg.trainer.num_nodes} "
+            f"device(s) needs about {verdict.needed / GIB:,.1f} GiB per device and {name} gives "
+            f"{USABLE * capacity / GIB:,.1f} GiB usable; smallest fix: {fix} (trainer.check_memory=false runs it anyway)")
+    host = host_verdict(cfg) if cfg.model.path is not None else None
+    if host is not None and not host.fits:
+        raise ConfigError(
+            f"make plan: loading model.path={cfg.model.path} ({cfg.model.name}, strategy={cfg.strategy.name}) needs about "
+            f"{host.needed / GIB:,.1f} GiB of host RAM per node and this host has {USABLE * host.capacity / GIB:,.1f} GiB "
+            f"usable; smallest fix: {host.fix} (trainer.check_memory=false runs it anyway)")

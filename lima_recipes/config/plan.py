@@ -208,7 +208,7 @@ def count_examples(cfg: DictConfig) -> tuple[int | None, str]:
         return None, f"unknown: {err}"
 
 
-def render_plan(plan: Plan, console=None, verdicts=None) -> None:
+def render_plan(plan: Plan, console=None, verdicts=None, host=None) -> None:
     from rich.console import Console
     from rich.table import Table
 
@@ -237,6 +237,8 @@ def render_plan(plan: Plan, console=None, verdicts=None) -> None:
     disk = plan.disk
     seconds = lambda b: f"{b / WRITE_BYTES_PER_S:,.0f} s at 1 GB/s"  # noqa: E731
     table.add_row("host RAM per node while loading", f"{gib(disk.host_load_per_node)} ({disk.host_load_note})")
+    if host is not None:
+        table.add_row("  on this machine's RAM", host.line())
     table.add_row("last.ckpt (weights + AdamW state)", f"{gib(disk.last_checkpoint)}, {seconds(disk.last_checkpoint)}")
     table.add_row(f"each kept epoch and the export ({disk.kept_epochs} + 1)", f"{gib(disk.kept_epoch)}, {seconds(disk.kept_epoch)}")
     table.add_row("checkpoints on disk in all", gib(disk.total))
