@@ -171,7 +171,7 @@ def assemble(cfg: DictConfig, run_dir: Path, sweep: dict | None = None, extra_ca
                             cpu_adam=uses_cpu_adam(cfg.strategy), padding_mask_in_attention=cfg.model.padding_mask_in_attention,
                             resuming=resume_checkpoint(run_dir) is not None)
     kept = [e for e in cfg.trainer.checkpoint_epochs if e <= cfg.trainer.max_epochs]
-    if not kept:
+    if cfg.trainer.checkpoint_epochs and not kept:
         log.warning("no epoch of trainer.checkpoint_epochs=%s is reached within trainer.max_epochs=%d; "
                     "only last.ckpt and the final export are written", list(cfg.trainer.checkpoint_epochs), cfg.trainer.max_epochs)
     datamodule = make_datamodule(cfg, tokenizer, train_set, dev_set, shape)
@@ -243,6 +243,9 @@ def save_run_model(cfg: DictConfig, tokenizer, template, run_id: str, trainer: L
 
 def fit_and_export(cfg, run_dir: Path, run_id: str, trainer: L.Trainer, module, datamodule, checkpoints, tokenizer, template) -> dict:
     resume = resume_checkpoint(run_dir)
+    before = None
+    if cfg.trainer.validate_before_training and resume is None and datamodule.dev_set is not None:
+        before = trainer.validate(module, datamodule=datamodule, verbose=False)[0].get("val/loss")
     try:
         trainer.fit(module, datamodule=datamodule, ckpt_path=str(resume) if resume else None)
     except TrainingDivergedError as err:
@@ -251,6 +254,8 @@ def fit_and_export(cfg, run_dir: Path, run_id: str, trainer: L.Trainer, module, 
 
     result = {"run_dir": str(run_dir), "run_id": run_id, "steps": trainer.global_step,
               "epochs": trainer.current_epoch, "kept_checkpoints": sorted(str(p) for p in checkpoints.kept())}
+    if before is not None:
+        result["val/loss_before"] = before
     for key in ("train/loss", "val/loss"):
         # A run resumed after its last step logs nothing new: its metrics file has the values.
         value = trainer.callback_metrics.get(key)
