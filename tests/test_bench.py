@@ -106,4 +106,20 @@ def test_every_section_runs_at_toy_size_and_reports_positive_figures(tmp_path):
     assert set(sharded["steps"]["seconds_per_step"]) == {"FSDP2", "DDP"} and sharded["steps"]["ratio_fsdp2_to_ddp"]["median"] > 0
     assert set(sharded["loaders"]) == {"broadcast", "per_rank", "every_rank"}
     assert all(len(r["ranks"]) == 2 and r["model_mb"] > 0 for r in sharded["loaders"].values())
-    assert "target" in proc.stdout and "8 GPU" in proc.stdout and "9 sharded" in proc.stdout
+    width = report["real_width"]
+    assert set(width["variants"]) == {"plain PyTorch loop", "ours (make train)", "HF Trainer", "ours, bf16 autocast"}
+    assert width["matmul_peak_gflops"] > 0 and width["flops_per_step"]["total"] > width["flops_per_step"]["dense"] > 0
+    assert all(r["gflops"] > 0 and r["share_of_matmul_peak"] > 0 for r in width["variants"].values())
+    shares = width["profile"]["share_by_kind"]
+    assert sum(shares.values()) == pytest.approx(1.0) and shares["matrix multiplies"] > 0
+    assert "target" in proc.stdout and "8 GPU" in proc.stdout and "9 sharded" in proc.stdout and "10 real width" in proc.stdout
+
+
+def test_real_width_flops_count_each_matmul_once():
+    from lima_recipes.bench.real_width import step_flops
+
+    flops = step_flops("smollm2_135m", batch=2, length=512)
+    tokens = 2 * 512
+    assert flops["parameters_in_matmuls"] == 134_515_008  # tied: the embedding counted once, as the output layer
+    assert flops["dense"] == 6 * 134_515_008 * tokens
+    assert flops["attention"] == 12 * 30 * 576 * 512 * tokens

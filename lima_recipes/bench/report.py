@@ -95,6 +95,17 @@ def rows(report: dict) -> list[tuple[str, str, str, str, str]]:
                                for k, rank in enumerate(r["ranks"]))
             out.append(("9 sharded: loading", labels[loader], figure,
                         f"rank 1: {r['ranks'][1]['own_memory_growth_mb'] / r['model_mb']:.2f}x the {r['model_mb']:.0f} MB model", ""))
+    width = report.get("real_width")
+    if width:
+        shape = width["shape"]
+        section = f"10 real width ({shape['preset']}, {shape['batch']}x{shape['tokens']} tokens, {shape['threads']} threads)"
+        for name, r in width["variants"].items():
+            out.append((section, name, f"{_fig(r['seconds_per_step'])} s/step; {r['gflops']:.0f} GFLOP/s = "
+                        f"{r['share_of_matmul_peak']:.0%} of the matmul peak ({r['dense_share_of_matmul_peak']:.0%} without attention)",
+                        f"{_fig(r['ratio_to_plain'], '{:.2f}')}x plain", _target(width["target"]) if name == "ours (make train)" else ""))
+        kinds = ", ".join(f"{kind} {share:.0%}" for kind, share in width["profile"]["share_by_kind"].items())
+        out.append((section, "where a plain step's CPU time goes", kinds,
+                    f"fp32 torch.mm peak {width['matmul_peak_gflops']:.0f} GFLOP/s (this run)", ""))
     return out
 
 

@@ -18,6 +18,7 @@ import time
 from pathlib import Path
 
 import torch
+from torch.profiler import record_function
 
 from lima_recipes.data.tokenize import IGNORE_INDEX
 
@@ -109,15 +110,18 @@ class PlainLoop:
             self.position += self.micro_batch
             input_ids = torch.stack([r["input_ids"] for r in chunk])  # fixed-shape examples
             labels = torch.stack([r["labels"] for r in chunk])
-            logits = self.model(input_ids=input_ids).logits
-            # the same arithmetic as ours (labels shifted, not logits), so the ratio is the framework's cost
-            targets = torch.full_like(labels, IGNORE_INDEX)
-            targets[:, :-1] = labels[:, 1:]
-            loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1), ignore_index=IGNORE_INDEX)
-            (loss / self.accumulation).backward()
+            with record_function("plain: forward and loss"):
+                logits = self.model(input_ids=input_ids).logits
+                # the same arithmetic as ours (labels shifted, not logits), so the ratio is the framework's cost
+                targets = torch.full_like(labels, IGNORE_INDEX)
+                targets[:, :-1] = labels[:, 1:]
+                loss = F.cross_entropy(logits.reshape(-1, logits.size(-1)), targets.reshape(-1), ignore_index=IGNORE_INDEX)
+            with record_function("plain: backward"):
+                (loss / self.accumulation).backward()
             self.clock.micro_batch(labels, None)
-        self.optimizer.step()
-        self.optimizer.zero_grad(set_to_none=True)
+        with record_function("plain: optimizer step"):
+            self.optimizer.step()
+            self.optimizer.zero_grad(set_to_none=True)
         self.clock.step_done()
 
 
@@ -326,7 +330,37 @@ def run_idle(spec: dict, workdir: Path) -> dict:
     return {}
 
 
-RUNNERS = {"ours": run_ours, "hf": run_hf, "trl": run_trl, "idle": run_idle, "padding": run_padding}
+OP_KINDS = (
+    ("matrix multiplies", ("aten::mm", "aten::addmm", "aten::bmm", "aten::baddbmm")),
+    ("attention kernel", ("aten::_scaled_dot_product", "aten::scaled_dot_product")),
+    ("loss (log-softmax, NLL)", ("aten::_log_softmax", "aten::nll_loss", "aten::log_softmax")),
+)
+PHASES = ("plain: forward and loss", "plain: backward", "plain: optimizer step")
+
+
+def run_profile(spec: dict, workdir: Path) -> dict:
+    """Where one plain-loop optimizer step spends its CPU time, after a warm-up step: the phases
+    (inclusive), and operators by self time: matrix multiplies, the attention kernel, the loss,
+    the AdamW step (inclusive: its elementwise updates) and everything else."""
+    from torch.profiler import ProfilerActivity, profile
+
+    cfg, _, model, train_set = _model_and_data(spec, workdir)
+    loop = PlainLoop({**spec, "warmup": 1, "windows": 1, "window_steps": 1}, cfg, model, _rows(train_set))
+    loop.step()
+    with profile(activities=[ProfilerActivity.CPU]) as prof:
+        loop.step()
+    events = prof.key_averages()
+    total = sum(e.self_cpu_time_total for e in events) or 1.0
+    phases = {name: sum(e.cpu_time_total for e in events if e.key == name) / total for name in PHASES}
+    kinds = {name: sum(e.self_cpu_time_total for e in events if e.key.startswith(prefixes)) / total for name, prefixes in OP_KINDS}
+    kinds["AdamW step"] = phases["plain: optimizer step"]
+    kinds["everything else"] = max(0.0, 1.0 - sum(kinds.values()))
+    top = sorted(((e.key, e.self_cpu_time_total) for e in events if e.key not in PHASES), key=lambda op: -op[1])[:8]
+    return {"share_by_kind": kinds, "share_by_phase": phases, "top_ops": [{"op": k, "share": t / total} for k, t in top],
+            "profiled_cpu_seconds": total / 1e6}
+
+
+RUNNERS = {"ours": run_ours, "hf": run_hf, "trl": run_trl, "idle": run_idle, "padding": run_padding, "profile": run_profile}
 
 
 def main() -> None:
