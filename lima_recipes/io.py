@@ -22,10 +22,16 @@ def write_atomically(path: Path, text: str) -> None:
             handle.write(text)
             handle.flush()
             os.fsync(handle.fileno())
-        umask = os.umask(0)
-        os.umask(umask)
-        os.chmod(tmp, 0o666 & ~umask)  # mkstemp makes 0600; a dataset is an ordinary file
+        os.chmod(tmp, ordinary_mode(is_dir=False))  # mkstemp makes 0600; a dataset is an ordinary file
         os.replace(tmp, path)
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def ordinary_mode(is_dir: bool) -> int:
+    """The mode a plain `open`/`mkdir` would give under the process umask (mkstemp, mkdtemp and
+    safetensors make owner-only files; what we write is meant to be shared like any other)."""
+    umask = os.umask(0)
+    os.umask(umask)
+    return (0o777 if is_dir else 0o666) & ~umask

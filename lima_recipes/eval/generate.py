@@ -57,12 +57,11 @@ def load_for_generation(export_dir: Path, generation_cfg=None):
     """Model (on the accelerator when there is one: generation.device/dtype), tokenizer and stop ids."""
     from transformers import AutoTokenizer, GenerationConfig
 
-    from lima_recipes.eval.placement import load_causal_lm
+    from lima_recipes.eval.placement import load_causal_lm, requested
 
     tokenizer = AutoTokenizer.from_pretrained(export_dir)
     tokenizer.padding_side = "left"  # generation continues from the right end of every row
-    device, dtype = (generation_cfg.device, generation_cfg.dtype) if generation_cfg is not None else ("auto", "auto")
-    model = load_causal_lm(export_dir, device, dtype)
+    model = load_causal_lm(export_dir, *requested(generation_cfg))
     eos = GenerationConfig.from_pretrained(export_dir).eos_token_id
     return model, tokenizer, eos
 
@@ -128,7 +127,7 @@ def load_run_start(run_dir: Path, generation_cfg=None):
     from omegaconf import OmegaConf
 
     from lima_recipes.data.templates import build_template
-    from lima_recipes.eval.placement import choose_placement
+    from lima_recipes.eval.placement import choose_placement, requested
     from lima_recipes.model.build import build_model, load_tokenizer
 
     config = run_dir / "config.yaml"
@@ -140,8 +139,7 @@ def load_run_start(run_dir: Path, generation_cfg=None):
     template.install(tokenizer)
     tokenizer.padding_side = "left"
     model = build_model(cfg.model, tokenizer, seed=cfg.run.seed)
-    device, dtype = (generation_cfg.device, generation_cfg.dtype) if generation_cfg is not None else ("auto", "auto")
-    placement = choose_placement(sum(p.numel() for p in model.parameters()), device, dtype)
+    placement = choose_placement(sum(p.numel() for p in model.parameters()), *requested(generation_cfg))
     model = model.to(placement.device, placement.dtype).eval()
     return model, tokenizer, tokenizer.convert_tokens_to_ids(template.end_of_turn(tokenizer))
 

@@ -7,6 +7,7 @@ stays in float32 on the CPU, as training left the weights.
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -70,16 +71,13 @@ def weight_count(model_dir: Path) -> int:
     total = 0
     for file in sorted(Path(model_dir).glob("*.safetensors")):
         with safe_open(str(file), "pt") as handle:
-            for name in handle.keys():
-                total += _numel(handle.get_slice(name).get_shape())
+            total += sum(math.prod(handle.get_slice(name).get_shape()) for name in handle.keys())
     return total
 
 
-def _numel(shape) -> int:
-    count = 1
-    for size in shape:
-        count *= size
-    return count
+def requested(generation_cfg) -> tuple[str, str]:
+    """(device, dtype) a generation config asks for; "auto" for both without one."""
+    return (generation_cfg.device, generation_cfg.dtype) if generation_cfg is not None else ("auto", "auto")
 
 
 def load_causal_lm(model_dir: str | Path, device: str = "auto", dtype: str = "auto"):

@@ -19,6 +19,7 @@ from functools import lru_cache
 from pathlib import Path
 
 from lima_recipes.errors import WeightsNotFoundError
+from lima_recipes.io import ordinary_mode
 
 SOURCE_FILE = "gguf_source.json"
 """Written into each dequantized directory: which file it came from, its sha256 and architecture."""
@@ -103,10 +104,8 @@ def _convert(path: Path, target: Path, source: dict) -> None:
         model.save_pretrained(str(staging))
         tokenizer.save_pretrained(str(staging))
         (staging / SOURCE_FILE).write_text(json.dumps(source, indent=2))
-        umask = os.umask(0)
-        os.umask(umask)
-        for item in [staging, *staging.iterdir()]:  # mkdtemp and safetensors make owner-only modes
-            os.chmod(item, (0o777 if item.is_dir() else 0o666) & ~umask)
+        for item in [staging, *staging.iterdir()]:
+            os.chmod(item, ordinary_mode(item.is_dir()))
         shutil.rmtree(target, ignore_errors=True)
         os.replace(staging, target)
     finally:
