@@ -45,7 +45,8 @@ SIZES = {
     "curation": ({"megabytes": 8.0, "scale": 4, "repeats": 3}, {"megabytes": 0.3, "scale": 2, "repeats": 1}),
     "gpu": ({}, {"micro_batch": 1, "global_batch": 2, "length": 256, "warmup": 1, "window_steps": 1, "max_layers": 2}),
     "sharded": ({}, {"rounds": 1, "epochs": 1, "warmup_steps": 1, "hidden": 128, "layers": 2}),
-    "real_width": ({}, {"preset": "tiny", "batch": 2, "length": 64, "windows": 1}),
+    "real_width": ({}, {"preset": "tiny", "batch": 2, "length": 64, "windows": 1, "other_windows": 1}),
+    "real_width_mix": ({}, {"preset": "tiny", "layers": 1, "scale": 0.004}),
 }
 
 
@@ -53,7 +54,7 @@ def run_sections(quick: bool, only: list[str] | None, workdir: Path) -> dict:
     from lima_recipes.bench.curation import bench_curation
     from lima_recipes.bench.data_prep import bench_data_prep
     from lima_recipes.bench.generation import bench_generation
-    from lima_recipes.bench.real_width import real_width_section
+    from lima_recipes.bench.real_width import real_width_mix, real_width_section
     from lima_recipes.bench.sharded import sharded_section
     from lima_recipes.bench.startup import bench_startup
     from lima_recipes.bench.training import lima_mix_throughput, memory_section, step_overhead
@@ -70,6 +71,7 @@ def run_sections(quick: bool, only: list[str] | None, workdir: Path) -> dict:
         ("generation", lambda: bench_generation(workdir / "generation", **size["generation"])),
         ("sharded", lambda: sharded_section(workdir / "sharded", **size["sharded"])),
         ("real_width", lambda: real_width_section(workdir / "real_width", **size["real_width"])),
+        ("real_width_mix", lambda: real_width_mix(workdir / "real_width_mix", **size["real_width_mix"])),
     ]
     for name, run in steps:
         if wanted(name):

@@ -100,12 +100,25 @@ def rows(report: dict) -> list[tuple[str, str, str, str, str]]:
         shape = width["shape"]
         section = f"10 real width ({shape['preset']}, {shape['batch']}x{shape['tokens']} tokens, {shape['threads']} threads)"
         for name, r in width["variants"].items():
+            extra = ""
+            if "loss_rel_diff" in r:
+                extra = (f"; first step {r['first_step_seconds']:.0f} s; loss within {r['loss_rel_diff']:.1e} (relative) "
+                         "of ours in fp32 eager, step by step")
             out.append((section, name, f"{_fig(r['seconds_per_step'])} s/step; {r['gflops']:.0f} GFLOP/s = "
-                        f"{r['share_of_matmul_peak']:.0%} of the matmul peak ({r['dense_share_of_matmul_peak']:.0%} without attention)",
-                        f"{_fig(r['ratio_to_plain'], '{:.2f}')}x plain", _target(width["target"]) if name == "ours (make train)" else ""))
+                        f"{r['share_of_matmul_peak']:.0%} of the matmul peak ({r['dense_share_of_matmul_peak']:.0%} without attention){extra}",
+                        f"{_fig(r['ratio_to_plain'], '{:.2f}')}x plain (CPU s; wall {r['wall_ratio_to_plain']['median']:.2f}x)",
+                        _target(width["target"]) if name == "ours (make train)" else ""))
         kinds = ", ".join(f"{kind} {share:.0%}" for kind, share in width["profile"]["share_by_kind"].items())
         out.append((section, "where a plain step's CPU time goes", kinds,
                     f"fp32 torch.mm peak {width['matmul_peak_gflops']:.0f} GFLOP/s (this run)", ""))
+    mix_width = report.get("real_width_mix")
+    if mix_width:
+        shape = mix_width["shape"]
+        section = (f"10 real width: LIMA mix ({shape['preset']} width, {shape['layers']} layers, {shape['examples']} examples "
+                   f"in one step, micro-batch {shape['micro_batch']})")
+        for k, (name, r) in enumerate(mix_width["variants"].items()):
+            out.append((section, name, f"{r['trained_tokens_per_s']['median']:.0f} tok/s; pad {r['pad_fraction']:.1%}",
+                        f"{r['ratio_to_hf_default']:.2f}x HF default", "; ".join(_target(t) for t in mix_width["targets"]) if k == 0 else ""))
     return out
 
 

@@ -79,8 +79,9 @@ class Clock:
                             "trained_tokens_per_s": trained / seconds})
         timed = self.counts[self.warmup : self.total_steps]
         real, slots = sum(c[1] for c in timed), sum(c[2] for c in timed)
+        # the untimed steps' wall time: the first step pays one-off costs (a compilation, allocations)
         return {"windows": windows, "timed_steps": len(timed), "trained_tokens": sum(c[0] for c in timed),
-                "pad_fraction": 1 - real / slots if slots else 0.0}
+                "pad_fraction": 1 - real / slots if slots else 0.0, "warmup_seconds": sum(self.wall[: self.warmup])}
 
 
 class PlainLoop:
@@ -154,10 +155,17 @@ def _rows(train_set) -> list[dict]:
 
 
 def _paired_plain(spec: dict, cfg, tokenizer, train_set) -> PlainLoop | None:
-    """The plain loop on its own copy of the model, to run between the framework's steps."""
+    """The plain loop on its own copy of the model, to run between the framework's steps: eager
+    whatever the framework's variant compiles."""
+    import copy
+
     from lima_recipes.train.run import make_model
 
-    return PlainLoop(spec, cfg, make_model(cfg, tokenizer), _rows(train_set)) if spec.get("paired") else None
+    if not spec.get("paired"):
+        return None
+    cfg = copy.deepcopy(cfg)
+    cfg.strategy.compile = False
+    return PlainLoop(spec, cfg, make_model(cfg, tokenizer), _rows(train_set))
 
 
 def _after_step(clock: Clock, plain: PlainLoop | None) -> None:
@@ -196,7 +204,31 @@ def run_ours(spec: dict, workdir: Path) -> dict:
     run = assemble(cfg, workdir / "run", extra_callbacks=(timer,))
     timer.plain = _paired_plain(spec, cfg, run.tokenizer, run.train_set)
     run.trainer.fit(run.module, datamodule=run.datamodule)
-    return _with_paired(clock.result(), timer.plain)
+    return {**_with_paired(clock.result(), timer.plain), "losses": _logged_losses(workdir / "run")}
+
+
+def _logged_losses(run_dir: Path) -> list[float]:
+    """train/loss of every optimizer step as the CSV logger wrote it (variants that must compute
+    the same are compared on it)."""
+    import csv
+
+    files = sorted(run_dir.rglob("metrics.csv"))
+    if not files:
+        return []
+    return [float(row["train/loss"]) for row in csv.DictReader(files[0].open()) if row.get("train/loss")]
+
+
+def run_plain_pair(spec: dict, workdir: Path) -> dict:
+    """The plain loop paired with a second plain loop on its own copy of the model: the ratio any
+    pairing shows when the two sides do the same work, i.e. what the pairing itself adds."""
+    cfg, tokenizer, model, train_set = _model_and_data(spec, workdir)
+    first = PlainLoop(spec, cfg, model, _rows(train_set))
+    second = _paired_plain(spec, cfg, tokenizer, train_set)
+    for _ in range(first.clock.total_steps):
+        first.step()
+        if second is not None:
+            second.step()
+    return _with_paired(first.clock.result(), second)
 
 
 def _model_and_data(spec: dict, workdir: Path):
@@ -360,11 +392,14 @@ def run_profile(spec: dict, workdir: Path) -> dict:
             "profiled_cpu_seconds": total / 1e6}
 
 
-RUNNERS = {"ours": run_ours, "hf": run_hf, "trl": run_trl, "idle": run_idle, "padding": run_padding, "profile": run_profile}
+RUNNERS = {"ours": run_ours, "plain": run_plain_pair, "hf": run_hf, "trl": run_trl, "idle": run_idle, "padding": run_padding, "profile": run_profile}
 
 
 def main() -> None:
     spec = json.loads(sys.argv[1])
+    if spec.get("inductor_cache"):
+        # a compiled variant's first step then pays the whole compilation, as on a fresh machine
+        os.environ["TORCHINDUCTOR_CACHE_DIR"] = spec["inductor_cache"]
     torch.manual_seed(spec["seed"])
     torch.set_num_threads(spec.get("threads", os.cpu_count() or 1))
     with tempfile.TemporaryDirectory() as tmp:

@@ -179,6 +179,10 @@ class StrategyConfig:
     fp32), 16-mixed or bf16-true."""
     activation_checkpointing: bool = False
     """Recompute each decoder layer's activations in backward: less memory, ~30% more compute."""
+    compile: bool = False
+    """torch.compile each decoder layer's attention and MLP block (one compilation serves every
+    layer; the first step pays for it). Norms, residual adds and LIMA's residual dropout stay
+    eager, so the loss and the dropout masks are the same as without it. Not with DeepSpeed."""
     cpu_offload: bool = False
     """Keep parameters (and optimizer state) in CPU memory (FSDP2 CPUOffloadPolicy, ZeRO offload)."""
     zero_stage: int = 0

@@ -88,6 +88,8 @@ def validate(cfg: DictConfig) -> None:
         problems.append(f"strategy.timeout_minutes={s.timeout_minutes} must be >= 1")
     if s.kind == "deepspeed" and s.zero_stage not in (1, 2, 3):
         problems.append(f"strategy.zero_stage={s.zero_stage} must be 1, 2 or 3 for DeepSpeed")
+    if s.kind == "deepspeed" and s.compile:
+        problems.append(f"strategy.compile=true is not supported with strategy={s.name} (DeepSpeed); use strategy=fsdp or set strategy.compile=false")
 
     if o.lr <= 0 or o.final_lr < 0:
         problems.append(f"optim.lr={o.lr} must be > 0 and optim.final_lr={o.final_lr} >= 0")

@@ -219,6 +219,20 @@ def enable_activation_checkpointing(model) -> None:
     model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
 
 
+def training_form(model, model_cfg, strategy_cfg) -> None:
+    """What every training factory does to the model after building it and before any sharding:
+    LIMA's residual dropout, activation checkpointing, and regional compilation, in that order
+    (the compiled blocks run inside the checkpointed layers, the dropout hooks outside both)."""
+    from lima_recipes.model.compile import compile_blocks
+    from lima_recipes.model.dropout import apply_residual_dropout
+
+    apply_residual_dropout(model, model_cfg.residual_dropout)
+    if strategy_cfg.activation_checkpointing:
+        enable_activation_checkpointing(model)
+    if strategy_cfg.compile:
+        compile_blocks(model)
+
+
 def finish_config(config, tokenizer) -> None:
     """Token ids generation and padding rely on, and no KV cache while training."""
     config.pad_token_id = tokenizer.pad_token_id

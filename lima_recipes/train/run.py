@@ -30,8 +30,7 @@ from lima_recipes.data.sources import check_available, dev_source, train_source
 from lima_recipes.data.templates import build_template
 from lima_recipes.errors import ConfigError, TrainingDivergedError
 from lima_recipes.io import write_atomically
-from lima_recipes.model.build import DTYPES, build_model, check_weights_available, enable_activation_checkpointing, load_tokenizer
-from lima_recipes.model.dropout import apply_residual_dropout
+from lima_recipes.model.build import DTYPES, build_model, check_weights_available, load_tokenizer, training_form
 from lima_recipes.model.module import CausalLMModule, Placement
 from lima_recipes.stats import length_summary
 from lima_recipes.train.callbacks import EpochCheckpoint
@@ -60,9 +59,7 @@ def make_model(cfg: DictConfig, tokenizer, placement: Placement | None = None):
     model = build_model(cfg.model, tokenizer, seed=cfg.run.seed)
     if keeps_fp32_master_weights(cfg.strategy):
         model = model.float()
-    apply_residual_dropout(model, cfg.model.residual_dropout)
-    if cfg.strategy.activation_checkpointing:
-        enable_activation_checkpointing(model)
+    training_form(model, cfg.model, cfg.strategy)
     return model
 
 

@@ -216,9 +216,8 @@ def build_sharded_model(cfg, tokenizer, placement) -> nn.Module:
     weight after setup (buffers are still re-created, they are in no checkpoint)."""
     from transformers import AutoModelForCausalLM
 
-    from lima_recipes.model.build import (DTYPES, build_model, enable_activation_checkpointing, finish_config, grown_vocab_size,
-                                          local_checkpoint_dir, pretrained_config, scratch_config)
-    from lima_recipes.model.dropout import apply_residual_dropout
+    from lima_recipes.model.build import (DTYPES, build_model, finish_config, grown_vocab_size,
+                                          local_checkpoint_dir, pretrained_config, scratch_config, training_form)
     from lima_recipes.train.strategies import keeps_fp32_master_weights
 
     m, s = cfg.model, cfg.strategy
@@ -230,9 +229,7 @@ def build_sharded_model(cfg, tokenizer, placement) -> nn.Module:
     with torch.device("meta"):
         model = AutoModelForCausalLM.from_config(config).to(param_dtype)
     finish_config(model.config, tokenizer)  # after construction, as on one process: no padding_idx in the embedding
-    apply_residual_dropout(model, m.residual_dropout)
-    if s.activation_checkpointing:
-        enable_activation_checkpointing(model)
+    training_form(model, m, s)
     shard(model, fsdp_mesh(placement.mesh, s.sharding_strategy == "HYBRID_SHARD", cfg.trainer.num_nodes), s)
     materialise(model, placement.device, s.cpu_offload)
     if not placement.resuming:

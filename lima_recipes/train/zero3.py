@@ -29,9 +29,8 @@ def build_zero3_model(cfg, tokenizer, ds_config: dict, load: bool = True) -> nn.
     from transformers.integrations import HfDeepSpeedConfig
     from transformers.integrations.deepspeed import _load_state_dict_into_zero3_model
 
-    from lima_recipes.model.build import (DTYPES, build_model, enable_activation_checkpointing, finish_config, grown_vocab_size,
-                                          local_checkpoint_dir, pretrained_config, scratch_config)
-    from lima_recipes.model.dropout import apply_residual_dropout
+    from lima_recipes.model.build import (DTYPES, build_model, finish_config, grown_vocab_size,
+                                          local_checkpoint_dir, pretrained_config, scratch_config, training_form)
     from lima_recipes.model.hf_files import SafetensorsDir
     from lima_recipes.train.sharded import grown_vocab_rows
 
@@ -72,9 +71,7 @@ def build_zero3_model(cfg, tokenizer, ds_config: dict, load: bool = True) -> nn.
         errors, missing = _load_state_dict_into_zero3_model(model, state)
         if errors or (rank0 and missing - set(_tied_keys(model))):
             raise RuntimeError(f"ZeRO-3 load: errors {errors[:2]}, missing {sorted(missing)[:3]}")
-    apply_residual_dropout(model, m.residual_dropout)
-    if cfg.strategy.activation_checkpointing:
-        enable_activation_checkpointing(model)
+    training_form(model, m, cfg.strategy)
     return model
 
 
