@@ -108,6 +108,8 @@ def rows(report: dict) -> list[tuple[str, str, str, str, str]]:
                         f"{r['share_of_matmul_peak']:.0%} of the matmul peak ({r['dense_share_of_matmul_peak']:.0%} without attention){extra}",
                         f"{_fig(r['ratio_to_plain'], '{:.2f}')}x plain (CPU s; wall {r['wall_ratio_to_plain']['median']:.2f}x)",
                         _target(width["target"]) if name == "ours (make train)" else ""))
+        if width.get("bf16_note"):
+            out.append((section, "ours, bf16 autocast", width["bf16_note"], "", ""))
         kinds = ", ".join(f"{kind} {share:.0%}" for kind, share in width["profile"]["share_by_kind"].items())
         out.append((section, "where a plain step's CPU time goes", kinds,
                     f"fp32 torch.mm peak {width['matmul_peak_gflops']:.0f} GFLOP/s (this run)", ""))
@@ -139,7 +141,7 @@ def write_docs(report: dict, command: str, folder: Path) -> list[Path]:
     lines = ["# Benchmarks", "",
              f"Measured by `{command}` on {env['cores']} CPU cores ({env['machine']}), Python {env['python']}, torch {env['torch']}, "
              f"transformers {env['transformers']}, lightning {env['lightning']}, trl {env.get('trl', '-')}, commit `{env['git_commit'][:10]}`, "
-             f"{env['date']}. Each figure is the median of at least 3 repeats after a warm-up, with min-max; each ratio is "
+             f"{env['date']}. Each figure is the median of repeats after a warm-up, with min-max (section 10 says its step counts); each ratio is "
              "against a baseline measured in the same run. Regenerate with `make bench`.", "",
              "| section | variant | figure | ratio | target |", "|---|---|---|---|---|"]
     lines += ["| " + " | ".join(cell.replace("|", "\\|") for cell in row) + " |" for row in rows(report)]
