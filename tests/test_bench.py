@@ -106,8 +106,18 @@ def test_every_section_runs_at_toy_size_and_reports_positive_figures(tmp_path):
     assert set(sharded["steps"]["seconds_per_step"]) == {"FSDP2", "DDP"} and sharded["steps"]["ratio_fsdp2_to_ddp"]["median"] > 0
     assert set(sharded["loaders"]) == {"broadcast", "per_rank", "every_rank"}
     assert all(len(r["ranks"]) == 2 and r["model_mb"] > 0 for r in sharded["loaders"].values())
+    from lima_recipes.bench.real_width import BF16, COMPILED, native_bf16
+
     width = report["real_width"]
-    assert set(width["variants"]) == {"plain PyTorch loop", "ours (make train)", "HF Trainer", "ours, bf16 autocast"}
+    assert set(width["variants"]) == {"plain PyTorch loop", "ours (make train)", COMPILED} | ({BF16} if native_bf16() else set())
+    assert (width["bf16_note"] is None) == native_bf16()
+    # the compiled blocks keep the arithmetic and the dropout masks: the eager run's losses, step by step
+    compiled = width["variants"][COMPILED]
+    assert compiled["loss_rel_diff"] < 1e-4 and compiled["first_step_seconds"] > 0
+    mix_width = report["real_width_mix"]
+    assert set(mix_width["variants"]) == {"ours", "HF Trainer (default)", "HF Trainer (group_by_length)"}
+    assert len({r["trained_tokens"] for r in mix_width["variants"].values()}) == 1  # the same examples, batched differently
+    assert all(r["trained_tokens_per_s"]["median"] > 0 for r in mix_width["variants"].values())
     assert width["matmul_peak_gflops"] > 0 and width["flops_per_step"]["total"] > width["flops_per_step"]["dense"] > 0
     assert all(r["gflops"] > 0 and r["share_of_matmul_peak"] > 0 for r in width["variants"].values())
     shares = width["profile"]["share_by_kind"]
