@@ -218,19 +218,6 @@ def _logged_losses(run_dir: Path) -> list[float]:
     return [float(row["train/loss"]) for row in csv.DictReader(files[0].open()) if row.get("train/loss")]
 
 
-def run_plain_pair(spec: dict, workdir: Path) -> dict:
-    """The plain loop paired with a second plain loop on its own copy of the model: the ratio any
-    pairing shows when the two sides do the same work, i.e. what the pairing itself adds."""
-    cfg, tokenizer, model, train_set = _model_and_data(spec, workdir)
-    first = PlainLoop(spec, cfg, model, _rows(train_set))
-    second = _paired_plain(spec, cfg, tokenizer, train_set)
-    for _ in range(first.clock.total_steps):
-        first.step()
-        if second is not None:
-            second.step()
-    return _with_paired(first.clock.result(), second)
-
-
 def _model_and_data(spec: dict, workdir: Path):
     from lima_recipes.train.run import make_model
 
@@ -392,7 +379,7 @@ def run_profile(spec: dict, workdir: Path) -> dict:
             "profiled_cpu_seconds": total / 1e6}
 
 
-RUNNERS = {"ours": run_ours, "plain": run_plain_pair, "hf": run_hf, "trl": run_trl, "idle": run_idle, "padding": run_padding, "profile": run_profile}
+RUNNERS = {"ours": run_ours, "hf": run_hf, "trl": run_trl, "idle": run_idle, "padding": run_padding, "profile": run_profile}
 
 
 def main() -> None:
