@@ -1,7 +1,6 @@
 """Regional compilation: `torch.compile` on each decoder layer's attention and MLP blocks.
 
-Every layer of a decoder is the same code, so one compilation serves them all (compiling the
-whole model would trace 30+ layers into one graph and take minutes). The blocks, not whole
+Every layer of a decoder is the same code, so one compilation serves them all. The blocks, not whole
 layers: LIMA's residual dropout rate differs per layer, and inside a compiled region each distinct
 rate is a new compilation; kept outside, in eager forward hooks, the dropout also draws exactly the
 masks it draws without compilation, so a compiled run computes the same loss as an eager one.
