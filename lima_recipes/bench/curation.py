@@ -38,7 +38,7 @@ def _run(folder: Path) -> dict:
     return json.loads(proc.stdout.strip().splitlines()[-1])
 
 
-def bench_curation(megabytes: float = 8.0, scale: int = 4, repeats: int = 3) -> dict:
+def bench_curation(megabytes: float = 8.0, scale: int = 4, repeats: int = 2) -> dict:
     results = {}
     with tempfile.TemporaryDirectory() as tmp:
         for label, size in (("1x", megabytes), (f"{scale}x", megabytes * scale)):

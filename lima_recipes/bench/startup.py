@@ -9,7 +9,7 @@ import time
 from lima_recipes.bench.measure import run_child, spread
 
 
-def bench_startup(repeats: int = 3, warmup: bool = True) -> dict:
+def bench_startup(repeats: int = 2, warmup: bool = True) -> dict:
     runs = []
     for k in range(repeats + 1 if warmup else repeats):  # a first run warms the file cache and is not counted
         with tempfile.TemporaryDirectory() as tmp:

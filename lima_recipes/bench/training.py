@@ -79,7 +79,7 @@ def _paired_ratios(results: list[dict], key: str) -> list[float]:
     return [w[key] / p[key] for r in results for w, p in zip(r["windows"], r["paired_plain"]["windows"])]
 
 
-def step_overhead(workdir: Path, steps: int = 8, windows: int = 4, rounds: int = 1, batch: int = 8, length: int = 256,
+def step_overhead(workdir: Path, steps: int = 8, windows: int = 3, rounds: int = 1, batch: int = 8, length: int = 256,
                   threads: int | None = 1) -> dict:
     """Each framework's process also runs the plain loop, one plain optimizer step after each of
     its own, on its own copy of the model and data: on a shared 2-core machine the speed of a
@@ -115,7 +115,7 @@ def step_overhead(workdir: Path, steps: int = 8, windows: int = 4, rounds: int =
 OURS = "ours (length-grouped global batches)"
 
 
-def lima_mix_throughput(workdir: Path, examples: int = 48, global_batch: int = 16, micro_batch: int = 4, epochs: int = 2,
+def lima_mix_throughput(workdir: Path, examples: int = 32, global_batch: int = 16, micro_batch: int = 4, epochs: int = 2,
                         full_scale: float = 1.0, threads: int | None = None) -> dict:
     """A draw of `examples` conversations of the mix in LIMA's proportions, trained for one warm-up
     epoch and then `epochs` timed epochs, each a repeat of the measurement. Every variant thus
