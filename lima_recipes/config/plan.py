@@ -13,6 +13,7 @@ from dataclasses import asdict, dataclass
 
 from omegaconf import DictConfig
 
+from lima_recipes.model.adapter import base_stays_fp32, uses_adapter
 from lima_recipes.model.build import architecture_config
 
 GIB = 1024**3
@@ -131,7 +132,7 @@ def activation_bytes(config, strategy_cfg, micro_batch: int, seq_len: int, vocab
     return layers + logits
 
 
-def disk_plan(cfg: DictConfig, params: int, largest_tensor: int) -> DiskPlan:
+def disk_plan(cfg: DictConfig, params: int, largest_tensor: int, trainable: int | None = None) -> DiskPlan:
     """Host memory while loading, and what the checkpoints take on disk."""
     from lima_recipes.train.sharded import BROADCAST_GROUP_BYTES
     from lima_recipes.train.strategies import keeps_fp32_master_weights
@@ -150,7 +151,24 @@ def disk_plan(cfg: DictConfig, params: int, largest_tensor: int) -> DiskPlan:
         note = "every rank loads the whole model (and its fp32 copy)"
     optimizer_bytes = 12 + (2 if s.kind == "deepspeed" else 0)  # fp32 master + 2 AdamW moments (+ bf16 weights)
     kept = len([e for e in t.checkpoint_epochs if e <= t.max_epochs])
-    return DiskPlan(host, note, params * optimizer_bytes, params * DTYPE_BYTES[t.save_dtype], kept)
+    # last.ckpt holds what trains: every weight, or an adapter run's adapters alone
+    trained = params if trainable is None else trainable
+    return DiskPlan(host, note, trained * optimizer_bytes, params * DTYPE_BYTES[t.save_dtype], kept)
+
+
+def adapter_trainable_parameters(config, adapter_cfg, added_tokens: int) -> int:
+    """Parameters an adapter run trains, counted on the architecture built on `meta` with the
+    adapters applied as training applies them (the template's token rows included)."""
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    from lima_recipes.model.adapter import apply_adapter
+
+    with torch.device("meta"):
+        model = AutoModelForCausalLM.from_config(config)
+    rows = list(range(config.vocab_size - max(added_tokens, 1), config.vocab_size))
+    model = apply_adapter(model, adapter_cfg, rows, seed=0)
+    return sum(p.numel() for p in model.parameters() if p.requires_grad)
 
 
 def make_plan(cfg: DictConfig, num_examples: int | None, examples_note: str, added_tokens: int = 1) -> Plan:
@@ -166,7 +184,14 @@ def make_plan(cfg: DictConfig, num_examples: int | None, examples_note: str, add
     hidden, layers = config.hidden_size, config.num_hidden_layers
     w_b, g_b, o_b, c_b = _bytes_per_param(s)
     w_sh, g_sh, o_sh = _shards(s, world, t.devices)
-    weights, grads, optim = params * w_b / w_sh, params * g_b / g_sh, params * o_b / o_sh
+    trainable = params
+    if uses_adapter(cfg.get("adapter")):
+        trainable = adapter_trainable_parameters(config, cfg.adapter, added_tokens)
+        base_bytes = w_b if base_stays_fp32(s, cfg.adapter) else DTYPE_BYTES[m.dtype]
+        # the frozen base has no gradients or optimizer state; the adapters train in fp32
+        weights, grads, optim = (params * base_bytes + trainable * 4) / w_sh, trainable * g_b / g_sh, trainable * o_b / o_sh
+    else:
+        weights, grads, optim = params * w_b / w_sh, params * g_b / g_sh, params * o_b / o_sh
     if w_sh > 1:  # sharded weights are gathered one decoder layer at a time (plus one prefetched)
         layer = (params - 2 * vocab * hidden) / layers
         weights += 2 * layer * c_b
@@ -185,12 +210,12 @@ def make_plan(cfg: DictConfig, num_examples: int | None, examples_note: str, add
     total = (t.max_steps if t.max_steps > 0 else steps * t.max_epochs) if steps else None
     return Plan(
         model=m.name, parameters=params - added_tokens * hidden * (1 if config.tie_word_embeddings else 2),
-        trainable_parameters=params, added_tokens=added_tokens, world_size=world, strategy=s.name,
+        trainable_parameters=trainable, added_tokens=added_tokens, world_size=world, strategy=s.name,
         precision=s.precision, memory=MemoryPlan(weights, grads, optim, acts, offloaded),
         examples=num_examples, examples_note=examples_note, steps_per_epoch=steps, total_steps=total,
         accumulation=shape.accumulation,
         dropout_by_layer=residual_dropout_rates(layers, m.residual_dropout),
-        disk=disk_plan(cfg, params, vocab * hidden),
+        disk=disk_plan(cfg, params, vocab * hidden, trainable),
     )
 
 
@@ -218,7 +243,9 @@ def render_plan(plan: Plan, console=None, verdicts=None, host=None) -> None:
     table.add_column("item")
     table.add_column("value", justify="right", overflow="fold")
     table.add_row("parameters (published architecture)", f"{plan.parameters:,}")
-    table.add_row(f"trainable (+{plan.added_tokens} template token rows)", f"{plan.trainable_parameters:,}")
+    share = plan.trainable_parameters / max(plan.parameters, 1)
+    table.add_row(f"trainable (+{plan.added_tokens} template token rows)", f"{plan.trainable_parameters:,}"
+                  + (f" ({share:.2%}: adapters)" if share < 0.5 else ""))
     mem = plan.memory
     table.add_row("weights per device", gib(mem.weights))
     table.add_row("gradients per device", gib(mem.gradients))
@@ -239,7 +266,7 @@ def render_plan(plan: Plan, console=None, verdicts=None, host=None) -> None:
     table.add_row("host RAM per node while loading", f"{gib(disk.host_load_per_node)} ({disk.host_load_note})")
     if host is not None:
         table.add_row("  on this machine's RAM", host.line())
-    table.add_row("last.ckpt (weights + AdamW state)", f"{gib(disk.last_checkpoint)}, {seconds(disk.last_checkpoint)}")
+    table.add_row("last.ckpt (trained weights + AdamW state)", f"{gib(disk.last_checkpoint)}, {seconds(disk.last_checkpoint)}")
     table.add_row(f"each kept epoch and the export ({disk.kept_epochs} + 1)", f"{gib(disk.kept_epoch)}, {seconds(disk.kept_epoch)}")
     table.add_row("checkpoints on disk in all", gib(disk.total))
     for verdict in verdicts or ():

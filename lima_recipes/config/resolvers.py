@@ -47,6 +47,12 @@ def config_hash(cfg: DictConfig, length: int = 10) -> str:
     return hashlib.sha256(blob).hexdigest()[:length]
 
 
+def scaled(value, factor) -> float:
+    """value x factor for a config (a learning rate times an adapter's scale), rounded to 12
+    significant digits so that 3e-4 x 10 reads 0.003, not 0.0029999999999999996."""
+    return float(f"{float(value) * float(factor):.12g}")
+
+
 def _run_id(*, _root_: DictConfig) -> str:
     return config_hash(_root_)
 
@@ -54,5 +60,7 @@ def _run_id(*, _root_: DictConfig) -> str:
 def register_resolvers() -> None:
     if not OmegaConf.has_resolver("lima_asset"):
         OmegaConf.register_new_resolver("lima_asset", asset_path)
+    if not OmegaConf.has_resolver("lima_mul"):
+        OmegaConf.register_new_resolver("lima_mul", scaled)
     if not OmegaConf.has_resolver("lima_run_id"):
         OmegaConf.register_new_resolver("lima_run_id", _run_id)

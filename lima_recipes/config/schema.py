@@ -205,6 +205,34 @@ class StrategyConfig:
 
 
 @dataclass
+class AdapterConfig:
+    name: str = MISSING
+    """none, lora or qlora."""
+    kind: str = "none"
+    """none: every weight trains (LIMA). lora: low-rank adapters on a frozen base (peft). qlora:
+    lora on a 4-bit base (bitsandbytes, CUDA only)."""
+    rank: int = 16
+    """LoRA rank r of each adapted matrix."""
+    alpha: float = 32.0
+    """LoRA scaling numerator: the update is (alpha / rank) * B @ A."""
+    dropout: float = 0.05
+    """Dropout on the adapters' input (peft's lora_dropout); LIMA's residual dropout still applies."""
+    target_modules: list[str] = field(default_factory=lambda: ["all-linear"])
+    """Module names to adapt, or ["all-linear"]: every linear layer of the decoder but the output layer."""
+    train_template_tokens: bool = True
+    """Train the embedding (and untied output) rows of the template's end-of-turn and other added
+    tokens: LIMA trains its end-of-turn token, and a frozen, freshly added row never learns it."""
+    lr_scale: float = 1.0
+    """Multiplies the model preset's learning rates (optim.lr and optim.final_lr)."""
+    save_adapter: bool = False
+    """Also write the adapter alone in PEFT's format (export/adapter/) beside the merged export."""
+    quant_type: str = "nf4"
+    """qlora: the 4-bit format of the frozen base (nf4 or fp4)."""
+    double_quant: bool = True
+    """qlora: quantize the quantization constants too (QLoRA's double quantization)."""
+
+
+@dataclass
 class OptimConfig:
     name: str = MISSING
     """Preset name."""
@@ -404,6 +432,8 @@ class TrainAppConfig:
     data: DataConfig = MISSING
     template: TemplateConfig = MISSING
     strategy: StrategyConfig = MISSING
+    adapter: AdapterConfig = MISSING
+    """Full fine-tuning (none) or adapters on a frozen base (lora, qlora)."""
     optim: OptimConfig = MISSING
     trainer: TrainerConfig = MISSING
     logger: LoggerConfig = MISSING
@@ -575,6 +605,7 @@ GROUP_SCHEMAS = {
     "data": DataConfig,
     "template": TemplateConfig,
     "strategy": StrategyConfig,
+    "adapter": AdapterConfig,
     "optim": OptimConfig,
     "trainer": TrainerConfig,
     "logger": LoggerConfig,

@@ -15,6 +15,8 @@ PRECISIONS = ("32-true", "bf16-mixed", "16-mixed", "bf16-true")
 DTYPES = ("float32", "bfloat16", "float16")
 SHARDING = ("FULL_SHARD", "SHARD_GRAD_OP", "HYBRID_SHARD")
 LOADS = ("broadcast", "per_rank")
+ADAPTER_KINDS = ("none", "lora", "qlora")
+QUANT_TYPES = ("nf4", "fp4")
 
 
 def _one_of(problems: list[str], key: str, value, allowed) -> None:
@@ -90,6 +92,9 @@ def validate(cfg: DictConfig) -> None:
         problems.append(f"strategy.zero_stage={s.zero_stage} must be 1, 2 or 3 for DeepSpeed")
     if s.kind == "deepspeed" and s.compile:
         problems.append(f"strategy.compile=true is not supported with strategy={s.name} (DeepSpeed); use strategy=fsdp or set strategy.compile=false")
+
+    if "adapter" in cfg:
+        _check_adapter(problems, cfg.adapter, s)
 
     if o.lr <= 0 or o.final_lr < 0:
         problems.append(f"optim.lr={o.lr} must be > 0 and optim.final_lr={o.final_lr} >= 0")
@@ -171,3 +176,21 @@ def _walk_missing(node: DictConfig, prefix: str):
         child = node._get_node(key)
         if isinstance(child, DictConfig):
             yield from _walk_missing(child, full + ".")
+
+
+def _check_adapter(problems: list[str], a, s) -> None:
+    _one_of(problems, "adapter.kind", a.kind, ADAPTER_KINDS)
+    if a.kind == "none":
+        return
+    if a.rank < 1 or a.alpha <= 0:
+        problems.append(f"adapter.rank={a.rank} must be >= 1 and adapter.alpha={a.alpha} > 0")
+    if not 0.0 <= a.dropout < 1.0:
+        problems.append(f"adapter.dropout={a.dropout} must be in [0, 1)")
+    if not a.target_modules:
+        problems.append("adapter.target_modules is empty: name the modules to adapt, or [all-linear]")
+    if a.lr_scale <= 0:
+        problems.append(f"adapter.lr_scale={a.lr_scale} must be > 0")
+    _one_of(problems, "adapter.quant_type", a.quant_type, QUANT_TYPES)
+    if s.kind in ("fsdp", "deepspeed"):
+        problems.append(f"adapter={a.name} runs with strategy=auto or ddp for now, not strategy={s.name}: "
+                        "its sharded path is not built yet")

@@ -219,18 +219,24 @@ def enable_activation_checkpointing(model) -> None:
     model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
 
 
-def training_form(model, model_cfg, strategy_cfg) -> None:
+def training_form(model, model_cfg, strategy_cfg, adapter_cfg=None, token_ids: list[int] = (), seed: int = 0):
     """What every training factory does to the model after building it and before any sharding:
-    LIMA's residual dropout, activation checkpointing, and regional compilation, in that order
-    (the compiled blocks run inside the checkpointed layers, the dropout hooks outside both)."""
+    LIMA's residual dropout, adapters, activation checkpointing, and regional compilation, in that
+    order (the dropout hooks sit on the attention and MLP blocks, which adapters keep while they
+    replace the linear layers inside; the compiled blocks run inside the checkpointed layers).
+    Returns the model to train: a peft model when an adapter is configured."""
+    from lima_recipes.model.adapter import apply_adapter, uses_adapter
     from lima_recipes.model.compile import compile_blocks
     from lima_recipes.model.dropout import apply_residual_dropout
 
     apply_residual_dropout(model, model_cfg.residual_dropout)
+    if uses_adapter(adapter_cfg):
+        model = apply_adapter(model, adapter_cfg, list(token_ids), seed)
     if strategy_cfg.activation_checkpointing:
         enable_activation_checkpointing(model)
     if strategy_cfg.compile:
         compile_blocks(model)
+    return model
 
 
 def finish_config(config, tokenizer) -> None:

@@ -97,6 +97,34 @@ class CausalLMModule(L.LightningModule):
             # from_pretrained returns a model in eval mode, and Lightning keeps the mode a module
             # arrives in: without this a pretrained model would train with every dropout off.
             self.model.train()
+            if self._adapter_only:
+                # checkpoints hold the adapters alone; the frozen base comes from model.path
+                self.strict_loading = False
+
+    @property
+    def _adapter_only(self) -> bool:
+        from lima_recipes.model.adapter import is_adapted
+
+        return self.model is not None and is_adapted(self.model)
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        """An adapter run's checkpoint keeps only what trains (adapters, template token rows):
+        megabytes for a 65B base, whose frozen weights the next run reads from model.path."""
+        if self._adapter_only:
+            from lima_recipes.model.adapter import trainable_state_dict
+
+            checkpoint["state_dict"] = trainable_state_dict(self, checkpoint["state_dict"])
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        if self._adapter_only:
+            from lima_recipes.model.adapter import trainable_state_dict
+
+            expected = set(trainable_state_dict(self, dict.fromkeys(self.state_dict())))
+            found = set(checkpoint["state_dict"])
+            if found != expected:
+                raise ValueError(f"the checkpoint does not hold this run's adapters ({len(found - expected)} unexpected tensors, "
+                                 f"{len(expected - found)} missing, e.g. {sorted(found ^ expected)[:2]}); "
+                                 "it was written by another adapter or model configuration")
 
     def _placement(self) -> Placement:
         trainer = self._trainer

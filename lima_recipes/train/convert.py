@@ -58,6 +58,10 @@ def convert_dcp(ckpt: Path, out_dir: Path, dtype: torch.dtype, max_shard_bytes: 
 
 def convert_lightning_file(ckpt: Path, out_dir: Path, dtype: torch.dtype, max_shard_bytes: int = DEFAULT_SHARD_BYTES) -> list[str]:
     state = torch.load(ckpt, map_location="cpu", weights_only=False, mmap=True)["state_dict"]
+    adapters = [key for key in state if ".lora_" in key or ".trainable_tokens_" in key]
+    if adapters:
+        raise ConfigError(f"ckpt={ckpt}: an adapter run's checkpoint holds its {len(state)} trained tensors only, not the "
+                          "base weights; the merged model is in the run's export/ and checkpoints/epoch=NN/ directories")
     names = {key[len(MODULE_PREFIX):]: key for key in state if key.startswith(MODULE_PREFIX)}
     width = torch.empty((), dtype=dtype).element_size()
     sizes = {name: state[key].numel() * width for name, key in names.items()}

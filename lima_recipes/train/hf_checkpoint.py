@@ -53,8 +53,15 @@ def write_sharded_weights(model: torch.nn.Module, out_dir: Path, dtype: torch.dt
 
 
 def write_full_weights(model: torch.nn.Module, out_dir: Path, dtype: torch.dtype, max_shard_bytes: int = DEFAULT_SHARD_BYTES) -> None:
-    """Rank 0 of a model every rank holds whole."""
-    state = {name: tensor.detach().to(dtype) for name, tensor in model.state_dict().items()}
+    """Rank 0 of a model every rank holds whole; an adapted model is written with its adapters
+    merged into the base weights, as the plain model every tool loads."""
+    from lima_recipes.model.adapter import is_adapted, merged_state_dict
+
+    if is_adapted(model):
+        state, model = merged_state_dict(model), model.base_model.model
+    else:
+        state = model.state_dict()
+    state = {name: tensor.detach().to(dtype) for name, tensor in state.items()}
     model.save_pretrained(out_dir, state_dict=state, max_shard_size=max_shard_bytes)
 
 

@@ -30,13 +30,14 @@ from lima_recipes.data.sources import check_available, dev_source, train_source
 from lima_recipes.data.templates import build_template
 from lima_recipes.errors import ConfigError, TrainingDivergedError
 from lima_recipes.io import write_atomically
+from lima_recipes.model.adapter import base_stays_fp32, template_token_ids, uses_adapter
 from lima_recipes.model.build import DTYPES, build_model, check_weights_available, load_tokenizer, training_form
 from lima_recipes.model.module import CausalLMModule, Placement
 from lima_recipes.stats import length_summary
 from lima_recipes.train.callbacks import EpochCheckpoint
 from lima_recipes.train.csv_log import AppendingCSVLogger, ForgetLogsAfterCheckpoint
 from lima_recipes.train.hf_checkpoint import model_files_writer, replace_dir, save_hf_model
-from lima_recipes.train.strategies import (build_strategy, cluster_plugins, is_sharded, keeps_fp32_master_weights, lightning_precision,
+from lima_recipes.train.strategies import (build_strategy, cluster_plugins, is_sharded, lightning_precision,
                                            uses_cpu_adam)
 
 log = logging.getLogger(__name__)
@@ -57,15 +58,19 @@ def make_model(cfg: DictConfig, tokenizer, placement: Placement | None = None):
 
         return build_zero3_model(cfg, tokenizer, placement.deepspeed_config, load=not placement.resuming)
     model = build_model(cfg.model, tokenizer, seed=cfg.run.seed)
-    if keeps_fp32_master_weights(cfg.strategy):
+    if base_stays_fp32(cfg.strategy, cfg.adapter):
         model = model.float()
-    training_form(model, cfg.model, cfg.strategy)
-    return model
+    token_ids = template_token_ids(tokenizer, build_template(cfg.template))
+    return training_form(model, cfg.model, cfg.strategy, cfg.adapter, token_ids, cfg.run.seed)
 
 
 def check_accelerator(cfg: DictConfig) -> None:
     if cfg.strategy.kind == "deepspeed" and not torch.cuda.is_available():
         raise ConfigError(f"strategy={cfg.strategy.name} needs CUDA GPUs and none is visible; on CPU use strategy=fsdp, ddp or auto")
+    if cfg.adapter.kind == "qlora":
+        if not torch.cuda.is_available():
+            raise ConfigError("adapter=qlora needs a CUDA GPU (bitsandbytes' 4-bit kernels) and none is visible; on CPU use adapter=lora")
+        raise ConfigError("adapter=qlora: training on a 4-bit base is not built yet; use adapter=lora")
 
 
 def resume_checkpoint(run_dir: Path) -> Path | None:
@@ -234,8 +239,20 @@ def save_run_model(cfg: DictConfig, tokenizer, template, run_id: str, trainer: L
     dtype = DTYPES[cfg.trainer.save_dtype]
     meta = {"run_id": run_id, "template": template.name, "model": cfg.model.name, "data": cfg.data.name,
             "dtype": cfg.trainer.save_dtype, **(metadata or {})}
+    if uses_adapter(cfg.adapter):
+        meta["adapter"] = {"kind": cfg.adapter.kind, "rank": cfg.adapter.rank, "alpha": cfg.adapter.alpha, "merged": True}
     files = model_files_writer(module.model, dtype, tokenizer, template.end_of_turn(tokenizer), cfg.generation, meta)
+    if cfg.adapter.save_adapter and uses_adapter(cfg.adapter):
+        files = with_adapter_files(files, module.model)
     return save_hf_model(trainer, module.model, path, dtype, files)
+
+
+def with_adapter_files(write_files, model):
+    """Rank 0 also writes the adapter alone in PEFT's format (`adapter/`), for peft users."""
+    def write(out_dir: Path) -> None:
+        write_files(out_dir)
+        model.save_pretrained(out_dir / "adapter")
+    return write
 
 
 def fit_and_export(cfg, run_dir: Path, run_id: str, trainer: L.Trainer, module, datamodule, checkpoints, tokenizer, template) -> dict:
