@@ -207,3 +207,26 @@ def test_lora_resume_equals_an_uninterrupted_run(compose_cfg, tmp_path, monkeypa
     assert ours.keys() == theirs.keys()
     for name in theirs:
         torch.testing.assert_close(ours[name], theirs[name], rtol=1e-6, atol=1e-7, msg=name)
+
+
+@pytest.mark.slow
+def test_lora_under_ddp_on_two_processes_equals_one_process(compose_cfg, tmp_path):
+    """8 examples a step: one process accumulates 2 x 4, two DDP ranks take 4 each; without
+    dropout both give the same adapters, so the same merged export."""
+    from safetensors.torch import load_file
+
+    from lima_recipes.train.run import run_training
+    from test_sharded import run_distributed  # pytest puts tests/ on the import path
+
+    step = ["adapter=lora", "trainer.max_steps=2", "model.residual_dropout=0.0", "adapter.dropout=0.0", "trainer.micro_batch_size=4",
+            "trainer.checkpoint_epochs=[]", "trainer.enable_progress_bar=false"]
+    run_training(compose_cfg(*step), tmp_path / "single")
+    proc = run_distributed("train", tmp_path / "ddp", "strategy=ddp", *step)
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    ours = load_file(tmp_path / "ddp" / "run" / "export" / "model.safetensors")
+    theirs = load_file(tmp_path / "single" / "export" / "model.safetensors")
+    assert ours.keys() == theirs.keys()
+    trained = torch.load(tmp_path / "ddp" / "run" / "checkpoints" / "last.ckpt", weights_only=False)["state_dict"]
+    assert any(v.abs().sum() > 0 for k, v in trained.items() if "lora_B" in k)  # the adapters moved off their zero init
+    for name in theirs:
+        torch.testing.assert_close(ours[name], theirs[name], rtol=1e-5, atol=1e-6, msg=name)

@@ -86,7 +86,7 @@ def loader_memory(workdir: Path, hidden: int, layers: int) -> dict:
     return out
 
 
-def sharded_section(workdir: Path, rounds: int = 1, epochs: int = 3, warmup_steps: int = 3, hidden: int = 1024,
+def sharded_section(workdir: Path, rounds: int = 1, epochs: int = 2, warmup_steps: int = 3, hidden: int = 1024,
                     layers: int = 8) -> dict:
     workdir.mkdir(parents=True, exist_ok=True)
     return {"steps": step_times(workdir, rounds, epochs, warmup_steps), "loaders": loader_memory(workdir, hidden, layers)}
