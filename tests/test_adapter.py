@@ -230,3 +230,16 @@ def test_lora_under_ddp_on_two_processes_equals_one_process(compose_cfg, tmp_pat
     assert any(v.abs().sum() > 0 for k, v in trained.items() if "lora_B" in k)  # the adapters moved off their zero init
     for name in theirs:
         torch.testing.assert_close(ours[name], theirs[name], rtol=1e-5, atol=1e-6, msg=name)
+
+
+def test_plan_never_suggests_a_sharded_layout_adapters_refuse(compose_cfg):
+    from lima_recipes.config import validate
+    from lima_recipes.config.fit import host_fix, smallest_fix
+
+    cfg = compose_cfg("adapter=lora", "model=llama65b", "model.path=/x", "strategy.activation_checkpointing=true")
+    fix = smallest_fix(cfg, 80 * 2**30)
+    assert "fsdp" not in fix and fix.startswith("none yet: adapters run unsharded"), fix
+    assert "fsdp" not in host_fix(cfg, 64 * 2**30)
+    assert "strategy=fsdp" in smallest_fix(compose_cfg("model=llama65b", "model.path=/x", "strategy.activation_checkpointing=true"),
+                                           80 * 2**30)
+    validate(cfg)  # the configuration itself is valid; it just needs a bigger device

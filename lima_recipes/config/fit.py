@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from omegaconf import DictConfig
 
 from lima_recipes.config.plan import GIB, make_plan
+from lima_recipes.model.adapter import uses_adapter
 
 DEVICE_TYPES = (("40 GB (A100 40GB)", 40.0), ("80 GB (A100/H100 80GB)", 80.0), ("141 GB (H200)", 140.0))
 """GiB as the driver reports them (an H200's 141 GB is 140 GiB)."""
@@ -71,6 +72,8 @@ def smallest_fix(cfg: DictConfig, capacity: float) -> str:
     s = cfg.strategy
     if not s.activation_checkpointing and needed_bytes(_variant(cfg, **{"strategy.activation_checkpointing": True})) <= budget:
         return "strategy.activation_checkpointing=true"
+    if uses_adapter(cfg.get("adapter")):
+        return "none yet: adapters run unsharded for now (strategy=auto or ddp), where this model does not fit one device"
     sharded = {"strategy.kind": "fsdp", "strategy.sharding_strategy": "FULL_SHARD", "strategy.activation_checkpointing": True,
                "strategy.precision": "bf16-mixed" if s.kind != "fsdp" else s.precision}
     prefix = "" if s.kind == "fsdp" and s.sharding_strategy == "FULL_SHARD" else (
@@ -121,6 +124,8 @@ def host_fix(cfg: DictConfig, capacity: float) -> str:
     """Loading that holds less of the checkpoint per node: rank 0 sends it on (FSDP2 broadcast),
     then each node reading only its own slices (per_rank)."""
     s = cfg.strategy
+    if uses_adapter(cfg.get("adapter")):
+        return "hosts with more RAM: adapters run unsharded for now, every rank loading the whole model"
     budget = USABLE * capacity
     options = []
     if s.kind != "fsdp":

@@ -182,7 +182,8 @@ class StrategyConfig:
     compile: bool = False
     """torch.compile each decoder layer's attention and MLP block (one compilation serves every
     layer; the first step pays for it). Norms, residual adds and LIMA's residual dropout stay
-    eager, so the loss and the dropout masks are the same as without it. Not with DeepSpeed."""
+    eager, so the loss and the dropout masks are the same as without it (LoRA's own dropout,
+    inside the blocks, draws other masks). Not with DeepSpeed."""
     cpu_offload: bool = False
     """Keep parameters (and optimizer state) in CPU memory (FSDP2 CPUOffloadPolicy, ZeRO offload)."""
     zero_stage: int = 0
