@@ -95,11 +95,6 @@ def is_adapted(model: nn.Module) -> bool:
     return isinstance(model, PeftModel)
 
 
-def base_model(model: nn.Module) -> nn.Module:
-    """The transformers model inside (adapter layers included), or the model itself."""
-    return model.get_base_model() if is_adapted(model) else model
-
-
 def trainable_state_dict(model: nn.Module, state: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
     """The entries of `state` (keys as the model names them) that training changes."""
     trainable = {name for name, p in model.named_parameters() if p.requires_grad}
