@@ -35,7 +35,8 @@ def compose_cfg(tmp_path):
     from lima_recipes.config import compose
 
     def _compose(*overrides: str):
-        return compose([f"run.output_root={tmp_path}/outputs", f"data.cache_dir={tmp_path}/cache", "logger=csv", *overrides])
+        return compose([f"run.output_root={tmp_path}/outputs", f"data.cache_dir={tmp_path}/cache",
+                        f"stage.reference_cache_dir={tmp_path}/reference", "logger=csv", *overrides])
 
     return _compose
 

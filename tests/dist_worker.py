@@ -20,10 +20,6 @@ import torch
 from lima_recipes.bench.sharded_child import end_without_teardown, load_and_measure, tokenizer_for
 
 
-class Stop(Exception):
-    pass
-
-
 def compose(out: Path, overrides: list[str]):
     from lima_recipes.config import compose as compose_config
 
@@ -101,23 +97,16 @@ def case_zero3(out: Path, overrides: list[str]) -> None:
 
 
 def case_train(out: Path, overrides: list[str]) -> None:
-    from lima_recipes.train import callbacks
+    from interrupt import StopRun, stop_after_step  # tests/, this script's directory
     from lima_recipes.train.run import run_training
 
     stop_after = int(os.environ.get("STOP_AFTER_STEP", "0"))
     if stop_after:
-        original = callbacks.EpochCheckpoint.on_train_batch_end
-
-        def stop(self, trainer, *args):
-            original(self, trainer, *args)
-            if trainer.global_step == stop_after:
-                raise Stop(f"stopped after step {stop_after}")
-
-        callbacks.EpochCheckpoint.on_train_batch_end = stop
+        stop_after_step(stop_after)
     cfg = compose(out, ["trainer.devices=2", "trainer.accelerator=cpu", *overrides])
     try:
         result = run_training(cfg, out / "run")
-    except Stop as stop:
+    except StopRun as stop:
         print(stop, file=sys.stderr)
         sys.exit(3)
     if int(os.environ.get("RANK", "0")) == 0:

@@ -177,29 +177,17 @@ def test_lora_run_keeps_the_base_and_checkpoints_only_adapters(compose_cfg, tmp_
 
 
 @pytest.mark.slow
-def test_lora_resume_equals_an_uninterrupted_run(compose_cfg, tmp_path, monkeypatch):
+def test_lora_resume_equals_an_uninterrupted_run(compose_cfg, tmp_path):
     from safetensors.torch import load_file
 
-    from lima_recipes.train import callbacks
+    from interrupt import stopped_after_step  # pytest puts tests/ on the import path
     from lima_recipes.train.run import run_training
 
     run = [*LORA_RUN, "trainer.micro_batch_size=2", "trainer.checkpoint_every_n_steps=1"]
     run_training(compose_cfg(*run), tmp_path / "a")
 
-    class Stop(RuntimeError):
-        pass
-
-    original = callbacks.EpochCheckpoint.on_train_batch_end
-
-    def stop_after_step(self, trainer, *args):
-        original(self, trainer, *args)
-        if trainer.global_step == 7:
-            raise Stop
-
-    monkeypatch.setattr(callbacks.EpochCheckpoint, "on_train_batch_end", stop_after_step)
-    with pytest.raises(Stop):
+    with stopped_after_step(7):
         run_training(compose_cfg(*run), tmp_path / "b")
-    monkeypatch.setattr(callbacks.EpochCheckpoint, "on_train_batch_end", original)
     assert torch.load(tmp_path / "b" / "checkpoints" / "last.ckpt", weights_only=False)["global_step"] == 7
     assert run_training(compose_cfg(*run), tmp_path / "b")["steps"] == 10
 

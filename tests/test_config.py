@@ -7,7 +7,7 @@ import pytest
 from lima_recipes.config import CONF_DIR, validate
 from lima_recipes.errors import ConfigError
 
-GROUPS = ["model", "data", "template", "strategy", "optim", "trainer", "logger", "experiment"]
+GROUPS = ["model", "data", "template", "strategy", "adapter", "stage", "optim", "trainer", "logger", "experiment"]
 
 
 def options(group: str) -> list[str]:
@@ -30,6 +30,9 @@ def test_every_option_composes_and_validates(compose_cfg, group, option, monkeyp
         ("model", "hf"): ["model.path=/models/some-llama"],
         ("data", "jsonl"): ["data.path=x.jsonl"],
         ("data", "curated"): ["data.path=x.jsonl"],
+        ("data", "preference_sample"): ["stage=dpo", "model.path=/models/sft-export"],
+        ("stage", "dpo"): ["data=preference_sample", "model.path=/models/sft-export"],
+        ("experiment", "lima7b_dpo"): ["model.path=/models/sft-export", "data.path=pairs.jsonl"],
     }.get((group, option), [])
     cfg = compose_cfg(f"{group}={option}", *extra)
     validate(cfg)

@@ -204,7 +204,9 @@ def make_plan(cfg: DictConfig, num_examples: int | None, examples_note: str, add
             weights -= params * w_b / w_sh
         if s.kind == "fsdp":
             grads = 0.0
-    acts = activation_bytes(config, s, t.micro_batch_size, cfg.data.max_length, vocab, c_b)
+    # DPO runs each pair as two rows (chosen and rejected) in one forward pass
+    rows = t.micro_batch_size * (2 if cfg.stage.kind == "dpo" else 1)
+    acts = activation_bytes(config, s, rows, cfg.data.max_length, vocab, c_b)
     shape = BatchShape(t.global_batch_size, t.micro_batch_size, world)
     steps = shape.steps_per_epoch(num_examples) if num_examples else None
     total = (t.max_steps if t.max_steps > 0 else steps * t.max_epochs) if steps else None
@@ -214,7 +216,7 @@ def make_plan(cfg: DictConfig, num_examples: int | None, examples_note: str, add
         precision=s.precision, memory=MemoryPlan(weights, grads, optim, acts, offloaded),
         examples=num_examples, examples_note=examples_note, steps_per_epoch=steps, total_steps=total,
         accumulation=shape.accumulation,
-        dropout_by_layer=residual_dropout_rates(layers, m.residual_dropout),
+        dropout_by_layer=residual_dropout_rates(layers, m.residual_dropout if cfg.stage.dropout else 0.0),
         disk=disk_plan(cfg, params, vocab * hidden, trainable),
     )
 
@@ -226,6 +228,11 @@ def count_examples(cfg: DictConfig) -> tuple[int | None, str]:
 
     source = train_source(cfg.data)
     try:
+        if cfg.stage.kind == "dpo":
+            from lima_recipes.data.preferences import convert_pairs
+
+            pairs = len(convert_pairs(source.records(), cfg.data.on_invalid, cfg.data.max_user_turns))
+            return min(pairs, cfg.data.max_examples or pairs), f"pairs read from {source.description}"
         return len(load_conversations(source, cfg.data)), f"read from {source.description}"
     except LimaError as err:
         if cfg.data.expected_examples:

@@ -47,10 +47,12 @@ def config_hash(cfg: DictConfig, length: int = 10) -> str:
     return hashlib.sha256(blob).hexdigest()[:length]
 
 
-def scaled(value, factor) -> float:
-    """value x factor for a config (a learning rate times an adapter's scale), rounded to 12
-    significant digits so that 3e-4 x 10 reads 0.003, not 0.0029999999999999996."""
-    return float(f"{float(value) * float(factor):.12g}")
+def scaled(value, *factors) -> float:
+    """value x factors for a config (a learning rate times an adapter's and a stage's scale),
+    rounded to 12 significant digits so that 3e-4 x 10 reads 0.003, not 0.0029999999999999996."""
+    for factor in factors:
+        value = float(value) * float(factor)
+    return float(f"{float(value):.12g}")
 
 
 def _run_id(*, _root_: DictConfig) -> str:

@@ -234,6 +234,33 @@ class AdapterConfig:
 
 
 @dataclass
+class StageConfig:
+    name: str = MISSING
+    """sft or dpo."""
+    kind: str = "sft"
+    """sft: supervised fine-tuning on conversations (LIMA). dpo: preference optimisation on
+    {prompt, chosen, rejected} pairs, starting from model.path (an SFT export), which is also
+    the reference."""
+    max_epochs: int = 15
+    """The stage's passes over its data (trainer.max_epochs reads it): LIMA's 15 for SFT."""
+    checkpoint_epochs: list[int] = field(default_factory=lambda: [5, 6, 7, 8, 9, 10])
+    """Epochs whose weights are kept (trainer.checkpoint_epochs reads it)."""
+    lr_scale: float = 1.0
+    """Multiplies the model preset's learning rates, as adapter.lr_scale does."""
+    dropout: bool = True
+    """false: train with every dropout off (LIMA's residual dropout, the model's own, LoRA's), so
+    the policy's log-probabilities are comparable with the reference's (TRL's disable_dropout)."""
+    loss: str = "sigmoid"
+    """dpo: sigmoid (DPO), ipo, or sigmoid_norm (DPO on per-token log-ratios)."""
+    beta: float = 0.1
+    """dpo: the KL weight beta (IPO's tau)."""
+    sft_weight: float = 0.0
+    """dpo: weight of an added NLL term on the chosen answers (RPO, DPO + SFT); 0 leaves it out."""
+    reference_cache_dir: str = ".cache/lima_recipes/reference"
+    """dpo: where the reference log-probabilities are cached, keyed by weights, data and template."""
+
+
+@dataclass
 class OptimConfig:
     name: str = MISSING
     """Preset name."""
@@ -435,6 +462,8 @@ class TrainAppConfig:
     strategy: StrategyConfig = MISSING
     adapter: AdapterConfig = MISSING
     """Full fine-tuning (none) or adapters on a frozen base (lora, qlora)."""
+    stage: StageConfig = MISSING
+    """What is optimised: sft (LIMA) or dpo (preference pairs after SFT)."""
     optim: OptimConfig = MISSING
     trainer: TrainerConfig = MISSING
     logger: LoggerConfig = MISSING
@@ -607,6 +636,7 @@ GROUP_SCHEMAS = {
     "template": TemplateConfig,
     "strategy": StrategyConfig,
     "adapter": AdapterConfig,
+    "stage": StageConfig,
     "optim": OptimConfig,
     "trainer": TrainerConfig,
     "logger": LoggerConfig,

@@ -8,7 +8,8 @@ from omegaconf import DictConfig, OmegaConf
 
 from lima_recipes.errors import ConfigError
 
-FORMATS = ("auto", "lima", "messages", "prompt_response", "alpaca")
+FORMATS = ("auto", "lima", "messages", "prompt_response", "alpaca", "preference")
+STAGE_KINDS = ("sft", "dpo")
 ON_INVALID = ("error", "skip")
 STRATEGY_KINDS = ("auto", "ddp", "fsdp", "deepspeed")
 PRECISIONS = ("32-true", "bf16-mixed", "16-mixed", "bf16-true")
@@ -95,6 +96,8 @@ def validate(cfg: DictConfig) -> None:
 
     if "adapter" in cfg:
         _check_adapter(problems, cfg.adapter, s)
+    if "stage" in cfg:
+        _check_stage(problems, cfg.stage, m, d, s)
 
     if o.lr <= 0 or o.final_lr < 0:
         problems.append(f"optim.lr={o.lr} must be > 0 and optim.final_lr={o.final_lr} >= 0")
@@ -176,6 +179,30 @@ def _walk_missing(node: DictConfig, prefix: str):
         child = node._get_node(key)
         if isinstance(child, DictConfig):
             yield from _walk_missing(child, full + ".")
+
+
+def _check_stage(problems: list[str], st, m, d, s) -> None:
+    from lima_recipes.model.preference_loss import LOSS_TYPES
+
+    _one_of(problems, "stage.kind", st.kind, STAGE_KINDS)
+    if st.lr_scale <= 0 or st.max_epochs < 1:
+        problems.append(f"stage.lr_scale={st.lr_scale} must be > 0 and stage.max_epochs={st.max_epochs} >= 1")
+    if st.kind == "sft":
+        if d.format == "preference":
+            problems.append("data.format=preference holds chosen/rejected pairs: train them with stage=dpo")
+        return
+    _one_of(problems, "stage.loss", st.loss, LOSS_TYPES)
+    if st.beta <= 0 or st.sft_weight < 0:
+        problems.append(f"stage.beta={st.beta} must be > 0 and stage.sft_weight={st.sft_weight} >= 0")
+    if d.format not in ("auto", "preference"):
+        problems.append(f"stage=dpo reads preference pairs ({{prompt, chosen, rejected}}), not data.format={d.format}: "
+                        "use data.format=preference (or auto)")
+    if m.path is None:
+        problems.append(f"stage=dpo starts from a trained model, which is also its reference: pass model.path=<SFT run>/export "
+                        f"(model={m.name} has no weights to start from)")
+    if s.kind == "deepspeed":
+        problems.append(f"stage=dpo runs with strategy=auto, ddp or fsdp for now, not strategy={s.name}: "
+                        "DeepSpeed cannot be tested without GPUs")
 
 
 def _check_adapter(problems: list[str], a, s) -> None:

@@ -25,6 +25,8 @@ class MicroBatch:
     """Trained tokens in the whole global batch this micro-batch belongs to (all ranks)."""
     filler: bool = False
     """A stand-in that keeps every rank stepping in lockstep; its labels are all masked."""
+    global_examples: int = 0
+    """Examples (not fillers) in the whole global batch: DPO's loss is a mean over pairs."""
 
 
 @dataclass(frozen=True)
@@ -77,9 +79,9 @@ def plan_epoch(lengths: np.ndarray, trained: np.ndarray, shape: BatchShape, seed
         micro, start = [], 0
         for size in sizes:
             if size:
-                micro.append(MicroBatch(tuple(int(i) for i in batch[start : start + size]), total))
+                micro.append(MicroBatch(tuple(int(i) for i in batch[start : start + size]), total, global_examples=len(batch)))
             else:
-                micro.append(MicroBatch((int(batch[-1]),), total, filler=True))
+                micro.append(MicroBatch((int(batch[-1]),), total, filler=True, global_examples=len(batch)))
             start += size
         # slot k -> rank k % world, micro-step k // world: ranks get equally long work
         plan.append([[micro[a * shape.world_size + r] for a in range(shape.accumulation)] for r in range(shape.world_size)])
@@ -117,10 +119,13 @@ class GlobalBatchSampler(torch.utils.data.Sampler):
 
 
 class MicroBatchDataset(torch.utils.data.Dataset):
-    """Turns a MicroBatch into padded tensors; indexed by MicroBatch, not by example."""
+    """Turns a MicroBatch into padded tensors; indexed by MicroBatch, not by example. `collate_fn`
+    is `collate` for SFT conversations, `collate_pairs` for preference pairs."""
 
-    def __init__(self, tokenized, pad_token_id: int, pad_to_multiple_of: int = 8, accumulation: int = 1, world_size: int = 1):
+    def __init__(self, tokenized, pad_token_id: int, pad_to_multiple_of: int = 8, accumulation: int = 1, world_size: int = 1,
+                 collate_fn=None):
         self.tokenized = tokenized
+        self.collate_fn = collate_fn or collate
         self.pad_token_id = pad_token_id
         self.multiple = pad_to_multiple_of
         self.accumulation = accumulation
@@ -130,7 +135,7 @@ class MicroBatchDataset(torch.utils.data.Dataset):
         return len(self.tokenized)
 
     def __getitem__(self, micro: MicroBatch) -> dict[str, torch.Tensor]:
-        return collate(self.tokenized, micro, self.pad_token_id, self.multiple, self.accumulation, self.world_size)
+        return self.collate_fn(self.tokenized, micro, self.pad_token_id, self.multiple, self.accumulation, self.world_size)
 
 
 def collate(tokenized, micro: MicroBatch, pad_token_id: int, multiple: int = 8, accumulation: int = 1,

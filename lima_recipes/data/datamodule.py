@@ -37,8 +37,9 @@ class ResumableLoader(DataLoader):
 class LimaDataModule(L.LightningDataModule):
     def __init__(self, train: TokenizedSet, dev: TokenizedSet | None, shape: BatchShape, pad_token_id: int,
                  seed: int, group_by_length: bool = True, megabatch_factor: int = 16,
-                 pad_to_multiple_of: int = 8, num_workers: int = 0):
+                 pad_to_multiple_of: int = 8, num_workers: int = 0, collate_fn=None):
         super().__init__()
+        self.collate_fn = collate_fn
         self.train_set, self.dev_set, self.shape = train, dev, shape
         self.pad_token_id, self.seed = pad_token_id, seed
         self.group_by_length, self.megabatch_factor = group_by_length, megabatch_factor
@@ -53,7 +54,8 @@ class LimaDataModule(L.LightningDataModule):
             shuffle=shuffle, group_by_length=self.group_by_length if shuffle else True,
             megabatch_factor=self.megabatch_factor,
         )
-        dataset = MicroBatchDataset(tokenized, self.pad_token_id, self.pad_to_multiple_of, shape.accumulation, shape.world_size)
+        dataset = MicroBatchDataset(tokenized, self.pad_token_id, self.pad_to_multiple_of, shape.accumulation, shape.world_size,
+                                    self.collate_fn)
         # batch_size=None: the sampler yields whole micro-batches and the dataset pads them.
         options = dict(sampler=sampler, batch_size=None, num_workers=self.num_workers, persistent_workers=self.num_workers > 0)
         if shuffle:
@@ -71,9 +73,17 @@ class LimaDataModule(L.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         return self._loader(self.train_set, self.shape, shuffle=True)
 
+    def _in_order(self, tokenized) -> DataLoader:
+        """Every example once, sorted by length, each rank on its share: one "global batch" per rank-step."""
+        eval_shape = BatchShape(self.shape.micro_batch_size * self.shape.world_size, self.shape.micro_batch_size, self.shape.world_size)
+        return self._loader(tokenized, eval_shape, shuffle=False)
+
     def val_dataloader(self) -> DataLoader | list:
         if self.dev_set is None or len(self.dev_set) == 0:
             return []
-        # Dev loss is a token mean over the whole dev set: one "global batch" per rank-step.
-        eval_shape = BatchShape(self.shape.micro_batch_size * self.shape.world_size, self.shape.micro_batch_size, self.shape.world_size)
-        return self._loader(self.dev_set, eval_shape, shuffle=False)
+        # Dev loss is a token mean over the whole dev set
+        return self._in_order(self.dev_set)
+
+    def reference_dataloader(self, split: str) -> DataLoader:
+        """DPO's reference pass over the train or dev pairs."""
+        return self._in_order(self.train_set if split == "train" else self.dev_set)

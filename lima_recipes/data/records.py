@@ -59,6 +59,8 @@ def detect_format(record: dict[str, Any]) -> str:
         return "prompt_response"
     if "instruction" in record and "output" in record:
         return "alpaca"
+    if "chosen" in record and "rejected" in record:
+        raise ValueError("a preference record (chosen/rejected): train preference pairs with stage=dpo")
     raise ValueError(
         "no 'conversations', 'messages', 'prompt'/'response' or 'instruction'/'output' field "
         f"(keys: {', '.join(sorted(record)) or 'none'})"
@@ -69,6 +71,18 @@ def _text(value: Any, what: str) -> str:
     if not isinstance(value, str):
         raise ValueError(f"{what} must be a string, got {type(value).__name__}")
     return value
+
+
+def parse_messages(raw: Any, field: str) -> list[Message]:
+    """A JSON list of {role, content} objects; raises ValueError naming the bad element."""
+    if not isinstance(raw, list):
+        raise ValueError(f"'{field}' must be a list of {{role, content}} objects")
+    messages = []
+    for i, m in enumerate(raw):
+        if not isinstance(m, dict) or "role" not in m or "content" not in m:
+            raise ValueError(f"{field}[{i}] needs 'role' and 'content'")
+        messages.append(Message(str(m["role"]), _text(m["content"], f"{field}[{i}].content")))
+    return messages
 
 
 def to_conversation(record: dict[str, Any], fmt: str, origin: str) -> Conversation:
@@ -85,14 +99,7 @@ def to_conversation(record: dict[str, Any], fmt: str, origin: str) -> Conversati
         roles = [USER if i % 2 == 0 else ASSISTANT for i in range(len(turns))]
         messages = [Message(r, _text(t, f"conversations[{i}]")) for i, (r, t) in enumerate(zip(roles, turns))]
     elif fmt == "messages":
-        raw = record.get("messages")
-        if not isinstance(raw, list):
-            raise ValueError("'messages' must be a list of {role, content} objects")
-        messages = []
-        for i, m in enumerate(raw):
-            if not isinstance(m, dict) or "role" not in m or "content" not in m:
-                raise ValueError(f"messages[{i}] needs 'role' and 'content'")
-            messages.append(Message(str(m["role"]), _text(m["content"], f"messages[{i}].content")))
+        messages = parse_messages(record.get("messages"), "messages")
     elif fmt == "prompt_response":
         response = record.get("response", record.get("completion"))
         messages = [
@@ -155,14 +162,17 @@ def convert_records(
     on_invalid: str = "error",
     max_user_turns: int | None = None,
     report: LoadReport | None = None,
-) -> list[Conversation]:
-    """Turn (origin, record) pairs into conversations, failing or skipping-and-counting bad ones."""
+    convert=None,
+) -> list:
+    """Turn (origin, record) pairs into conversations, failing or skipping-and-counting bad ones.
+    `convert(record, origin)` makes something else with `user_turns` and `source` (a preference pair)."""
     report = report if report is not None else LoadReport()
-    out: list[Conversation] = []
+    convert = convert or (lambda record, origin: to_conversation(record, fmt, origin))
+    out: list = []
     for origin, record in records:
         report.read += 1
         try:
-            conv = to_conversation(record, fmt, origin)
+            conv = convert(record, origin)
         except ValueError as err:
             if on_invalid == "error":
                 raise DataFormatError(f"{origin}: {err}") from None

@@ -65,10 +65,15 @@ def assistant_spans(conv: Conversation, tokenizer, template: ChatTemplate) -> tu
 
 
 def tokenize_conversation(
-    conv: Conversation, tokenizer, template: ChatTemplate, max_length: int
+    conv: Conversation, tokenizer, template: ChatTemplate, max_length: int, last_turn_only: bool = False
 ) -> TokenizedExample:
-    """Tokens and labels for one conversation, cut to max_length tokens from the end."""
+    """Tokens and labels for one conversation, cut to max_length tokens from the end.
+
+    last_turn_only: train the final assistant turn alone (a preference pair's answer; the earlier
+    turns are its context)."""
     text, spans = assistant_spans(conv, tokenizer, template)
+    if last_turn_only:
+        spans = spans[-1:]
     encoding = tokenizer(text, add_special_tokens=False, return_offsets_mapping=True)
     input_ids = list(encoding["input_ids"])
     labels = [IGNORE_INDEX] * len(input_ids)

@@ -219,19 +219,23 @@ def enable_activation_checkpointing(model) -> None:
     model.activation_checkpointing_enable(activation_checkpointing_kwargs={"use_reentrant": False})
 
 
-def training_form(model, model_cfg, strategy_cfg, adapter_cfg=None, token_ids: list[int] = (), seed: int = 0):
+def training_form(model, model_cfg, strategy_cfg, adapter_cfg=None, token_ids: list[int] = (), seed: int = 0,
+                  dropout: bool = True):
     """What every training factory does to the model after building it and before any sharding:
     LIMA's residual dropout, adapters, activation checkpointing, and regional compilation, in that
     order (the dropout hooks sit on the attention and MLP blocks, which adapters keep while they
     replace the linear layers inside; the compiled blocks run inside the checkpointed layers).
+    dropout=False (stage.dropout) trains with every dropout off instead.
     Returns the model to train: a peft model when an adapter is configured."""
     from lima_recipes.model.adapter import apply_adapter, uses_adapter
     from lima_recipes.model.compile import compile_blocks
-    from lima_recipes.model.dropout import apply_residual_dropout
+    from lima_recipes.model.dropout import apply_residual_dropout, disable_dropout
 
-    apply_residual_dropout(model, model_cfg.residual_dropout)
+    apply_residual_dropout(model, model_cfg.residual_dropout if dropout else 0.0)
     if uses_adapter(adapter_cfg):
         model = apply_adapter(model, adapter_cfg, list(token_ids), seed)
+    if not dropout:
+        disable_dropout(model)
     if strategy_cfg.activation_checkpointing:
         enable_activation_checkpointing(model)
     if strategy_cfg.compile:

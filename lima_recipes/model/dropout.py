@@ -41,3 +41,16 @@ def apply_residual_dropout(model, top: float) -> list[float]:
             for branch in residual_branches(layer):
                 branch.register_forward_hook(_hook(p))
     return rates
+
+
+def disable_dropout(model) -> None:
+    """Every dropout of the model off, for objectives that compare log-probabilities (DPO): the
+    model's own dropout modules (LoRA's included) and attention-probability dropout, which
+    transformers' attention modules read from an `attention_dropout` attribute."""
+    import torch
+
+    for module in model.modules():
+        if isinstance(module, torch.nn.Dropout):
+            module.p = 0.0
+        if isinstance(getattr(module, "attention_dropout", None), float):
+            module.attention_dropout = 0.0

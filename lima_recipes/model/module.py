@@ -71,6 +71,9 @@ class CausalLMModule(L.LightningModule):
     """Receives a model factory (built in configure_model, so sharded strategies can build it
     per rank) and the optimizer settings; knows nothing about where the data came from."""
 
+    STEP_STATS = 4
+    """Length of the per-step stats vector (see _reset_step_stats)."""
+
     def __init__(self, model_factory: Callable[[Placement], torch.nn.Module], optim_cfg, total_steps: int,
                  seed: int = 0, cpu_adam: bool = False, padding_mask_in_attention: bool = False, resuming: bool = False):
         super().__init__()
@@ -137,10 +140,11 @@ class CausalLMModule(L.LightningModule):
         return Placement(self._device_mesh, strategy.root_device, self.resuming, ds_config)
 
     def _reset_step_stats(self) -> None:
-        # loss share, trained tokens, real (non-pad) tokens, padded slots; summed on the device, so
+        # loss share, trained tokens, real (non-pad) tokens, padded slots (objectives that log more
+        # keep the loss first and the token counts last); summed on the device, so
         # that a step waits for the device once (in on_before_optimizer_step), not per micro-batch
         # (float32: exact for counts below 2**24 per step, and every device has it)
-        self._step_stats = torch.zeros(4, dtype=torch.float32, device=self.device)
+        self._step_stats = torch.zeros(self.STEP_STATS, dtype=torch.float32, device=self.device)
 
     def _check_right_padded(self, attention_mask: torch.Tensor) -> None:
         """Causal attention alone keeps real tokens from pads only when every pad comes after the
@@ -207,8 +211,8 @@ class CausalLMModule(L.LightningModule):
         if self._micro_steps < self.trainer.accumulate_grad_batches:
             return  # DeepSpeed calls this after every micro-batch; only the last one steps
         self._micro_steps = 0
-        stats = self.trainer.strategy.reduce(self._step_stats.to(self.device), reduce_op="sum")
-        loss, trained, real, slots = stats.tolist()
+        stats = self.trainer.strategy.reduce(self._step_stats.to(self.device), reduce_op="sum").tolist()
+        loss, real, slots = stats[0], stats[-2], stats[-1]
         self._reset_step_stats()
         step = self.global_step + 1
         if not math.isfinite(loss):
@@ -221,12 +225,17 @@ class CausalLMModule(L.LightningModule):
         if self.global_step % self.trainer.log_every_n_steps == 0:
             # Straight to the loggers: the numbers are already reduced over ranks, and self.log
             # would register each metric anew every step (a deep copy per metric, about 1 ms each).
-            metrics = {"train/loss": loss, "train/pad_fraction": 1.0 - real / max(slots, 1.0), "train/trained_tokens": trained,
+            metrics = {"train/loss": loss, **self._train_metrics(stats), "train/pad_fraction": 1.0 - real / max(slots, 1.0),
                        "train/tokens_per_sec": real / elapsed, "train/lr": optimizer.param_groups[0]["lr"],
                        "epoch": self.current_epoch}
             for logger in self.loggers:
                 logger.log_metrics(metrics, step=self.global_step)
         self.log("loss", loss, on_step=True, on_epoch=False, prog_bar=True, logger=False)
+
+    def _train_metrics(self, stats: list[float]) -> dict[str, float]:
+        """What this objective logs beside the loss, from the step's summed stats
+        (loss first, real tokens and padded slots last)."""
+        return {"train/trained_tokens": stats[1]}
 
     def validation_step(self, batch: dict, batch_idx: int) -> None:
         logits = self(batch["input_ids"], batch["attention_mask"])

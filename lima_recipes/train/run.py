@@ -26,6 +26,7 @@ from lima_recipes.config.resolvers import config_hash
 from lima_recipes.data.batching import BatchShape
 from lima_recipes.data.datamodule import LimaDataModule
 from lima_recipes.data.dataset import load_or_tokenize
+from lima_recipes.data.preferences import collate_pairs, load_preference_set
 from lima_recipes.data.sources import check_available, dev_source, train_source
 from lima_recipes.data.templates import build_template
 from lima_recipes.errors import ConfigError, TrainingDivergedError
@@ -33,9 +34,11 @@ from lima_recipes.io import write_atomically
 from lima_recipes.model.adapter import base_stays_fp32, template_token_ids, uses_adapter
 from lima_recipes.model.build import DTYPES, build_model, check_weights_available, load_tokenizer, training_form
 from lima_recipes.model.module import CausalLMModule, Placement
+from lima_recipes.model.preference_module import PreferenceModule
 from lima_recipes.stats import length_summary
 from lima_recipes.train.callbacks import EpochCheckpoint
 from lima_recipes.train.csv_log import AppendingCSVLogger, ForgetLogsAfterCheckpoint
+from lima_recipes.train.reference import ReferenceStore, reference_key, weights_fingerprint
 from lima_recipes.train.hf_checkpoint import model_files_writer, replace_dir, save_hf_model
 from lima_recipes.train.strategies import (build_strategy, cluster_plugins, is_sharded, lightning_precision,
                                            uses_cpu_adam)
@@ -61,7 +64,7 @@ def make_model(cfg: DictConfig, tokenizer, placement: Placement | None = None):
     if base_stays_fp32(cfg.strategy, cfg.adapter):
         model = model.float()
     token_ids = template_token_ids(tokenizer, build_template(cfg.template))
-    return training_form(model, cfg.model, cfg.strategy, cfg.adapter, token_ids, cfg.run.seed)
+    return training_form(model, cfg.model, cfg.strategy, cfg.adapter, token_ids, cfg.run.seed, cfg.stage.dropout)
 
 
 def check_accelerator(cfg: DictConfig) -> None:
@@ -116,17 +119,50 @@ def prepare(cfg: DictConfig):
     check_weights_available(cfg.model)
     tokenizer = load_tokenizer(cfg.model)
     template.install(tokenizer)
-    train_set, hit = load_or_tokenize(train_src, tokenizer, template, cfg.data, is_train=True)
+    if is_preference_stage(cfg):
+        train_set, cache = load_preference_set(train_src, tokenizer, template, cfg.data, is_train=True), "not used"
+        dev_set = load_preference_set(dev_src, tokenizer, template, cfg.data, is_train=False) if dev_src else None
+    else:
+        train_set, hit = load_or_tokenize(train_src, tokenizer, template, cfg.data, is_train=True)
+        cache = "hit" if hit else "miss (written)"
+        dev_set = load_or_tokenize(dev_src, tokenizer, template, cfg.data, is_train=False)[0] if dev_src else None
+    unit = "pairs" if is_preference_stage(cfg) else "examples"
     if len(train_set) == 0:
-        raise ConfigError(f"{train_src.description}: no trainable examples (skipped: {train_set.stats['skipped']})")
-    dev_set = load_or_tokenize(dev_src, tokenizer, template, cfg.data, is_train=False)[0] if dev_src else None
+        raise ConfigError(f"{train_src.description}: no trainable {unit} (skipped: {train_set.stats['skipped']})")
     world = cfg.trainer.devices * cfg.trainer.num_nodes
     shape = BatchShape(cfg.trainer.global_batch_size, cfg.trainer.micro_batch_size, world)
     stats = train_set.stats
-    log.info("data: %d training examples from %s; %d cut at data.max_length=%d; %d skipped %s; tokenized cache %s",
-             len(train_set), stats["source"], stats["truncated"], cfg.data.max_length,
-             sum(stats["skipped"].values()), stats["skipped"] or "", "hit" if hit else "miss (written)")
+    log.info("data: %d training %s from %s; %d cut at data.max_length=%d; %d skipped %s; tokenized cache %s",
+             len(train_set), unit, stats["source"], stats["truncated"], cfg.data.max_length,
+             sum(stats["skipped"].values()), stats["skipped"] or "", cache)
     return template, tokenizer, train_set, dev_set, shape
+
+
+def is_preference_stage(cfg: DictConfig) -> bool:
+    return cfg.stage.kind == "dpo"
+
+
+def reference_stores(cfg: DictConfig, tokenizer, template, train_set, dev_set) -> dict[str, ReferenceStore]:
+    """Where each split's reference log-probabilities are cached (see train/reference.py)."""
+    root = Path(cfg.stage.reference_cache_dir)
+    weights = weights_fingerprint(cfg.model, root)
+    stores = {}
+    for split, source, tokenized in (("train", train_source(cfg.data), train_set), ("dev", dev_source(cfg.data), dev_set)):
+        if tokenized is not None and source is not None:
+            key = reference_key(cfg, source, tokenizer, template, split == "train", weights)
+            stores[split] = ReferenceStore(root / f"{key}.npz", len(tokenized), source.description)
+    return stores
+
+
+def make_module(cfg: DictConfig, tokenizer, template, train_set, dev_set, steps: int, resuming: bool) -> CausalLMModule:
+    """The SFT module, or the DPO one with its reference caches."""
+    options = dict(seed=cfg.run.seed, cpu_adam=uses_cpu_adam(cfg.strategy),
+                   padding_mask_in_attention=cfg.model.padding_mask_in_attention, resuming=resuming)
+    factory = partial(make_model, cfg, tokenizer)
+    if is_preference_stage(cfg):
+        return PreferenceModule(factory, cfg.optim, steps, cfg.stage, reference_stores(cfg, tokenizer, template, train_set, dev_set),
+                                **options)
+    return CausalLMModule(factory, cfg.optim, steps, **options)
 
 
 def total_steps(cfg: DictConfig, shape: BatchShape, num_examples: int) -> int:
@@ -139,6 +175,7 @@ def make_datamodule(cfg: DictConfig, tokenizer, train_set, dev_set, shape: Batch
     return LimaDataModule(
         train_set, dev_set, shape, tokenizer.pad_token_id, cfg.run.seed, cfg.data.group_by_length,
         cfg.data.megabatch_factor, cfg.data.pad_to_multiple_of, cfg.data.num_workers,
+        collate_fn=collate_pairs if is_preference_stage(cfg) else None,
     )
 
 
@@ -169,9 +206,7 @@ def assemble(cfg: DictConfig, run_dir: Path, sweep: dict | None = None, extra_ca
          "dev": dev_set.stats if dev_set else None, "steps_per_epoch": shape.steps_per_epoch(len(train_set)),
          "total_steps": steps, "accumulation": shape.accumulation}, indent=2))
 
-    module = CausalLMModule(partial(make_model, cfg, tokenizer), cfg.optim, steps, seed=cfg.run.seed,
-                            cpu_adam=uses_cpu_adam(cfg.strategy), padding_mask_in_attention=cfg.model.padding_mask_in_attention,
-                            resuming=resume_checkpoint(run_dir) is not None)
+    module = make_module(cfg, tokenizer, template, train_set, dev_set, steps, resuming=resume_checkpoint(run_dir) is not None)
     kept = [e for e in cfg.trainer.checkpoint_epochs if e <= cfg.trainer.max_epochs]
     if cfg.trainer.checkpoint_epochs and not kept:
         log.warning("no epoch of trainer.checkpoint_epochs=%s is reached within trainer.max_epochs=%d; "
@@ -239,6 +274,9 @@ def save_run_model(cfg: DictConfig, tokenizer, template, run_id: str, trainer: L
     dtype = DTYPES[cfg.trainer.save_dtype]
     meta = {"run_id": run_id, "template": template.name, "model": cfg.model.name, "data": cfg.data.name,
             "dtype": cfg.trainer.save_dtype, **(metadata or {})}
+    if is_preference_stage(cfg):
+        meta["stage"] = {"kind": cfg.stage.kind, "loss": cfg.stage.loss, "beta": cfg.stage.beta,
+                         "sft_weight": cfg.stage.sft_weight, "reference": str(cfg.model.path)}
     if uses_adapter(cfg.adapter):
         meta["adapter"] = {"kind": cfg.adapter.kind, "rank": cfg.adapter.rank, "alpha": cfg.adapter.alpha, "merged": True}
     files = model_files_writer(module.model, dtype, tokenizer, template.end_of_turn(tokenizer), cfg.generation, meta)

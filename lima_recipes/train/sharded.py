@@ -229,7 +229,7 @@ def build_sharded_model(cfg, tokenizer, placement) -> nn.Module:
     with torch.device("meta"):
         model = AutoModelForCausalLM.from_config(config).to(param_dtype)
     finish_config(model.config, tokenizer)  # after construction, as on one process: no padding_idx in the embedding
-    training_form(model, m, s)
+    training_form(model, m, s, dropout=cfg.stage.dropout)
     shard(model, fsdp_mesh(placement.mesh, s.sharding_strategy == "HYBRID_SHARD", cfg.trainer.num_nodes), s)
     materialise(model, placement.device, s.cpu_offload)
     if not placement.resuming:

@@ -71,7 +71,7 @@ def build_zero3_model(cfg, tokenizer, ds_config: dict, load: bool = True) -> nn.
         errors, missing = _load_state_dict_into_zero3_model(model, state)
         if errors or (rank0 and missing - set(_tied_keys(model))):
             raise RuntimeError(f"ZeRO-3 load: errors {errors[:2]}, missing {sorted(missing)[:3]}")
-    training_form(model, m, cfg.strategy)
+    training_form(model, m, cfg.strategy, dropout=cfg.stage.dropout)
     return model
 
 
