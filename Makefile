@@ -14,7 +14,7 @@ TORCH_CPU_INDEX ?= https://download.pytorch.org/whl/cpu
 MAKE_SETTINGS := PYTHON VENV TORCH_VERSION TORCH_CPU_INDEX ARGS PYTEST_ARGS
 OVERRIDES := $(strip $(foreach v,$(.VARIABLES),$(if $(filter command line,$(origin $(v))),$(if $(filter $(v),$(MAKE_SETTINGS)),,'$(v)=$($(v))'))))
 
-.PHONY: help env train ablate report dashboard plan preview curate generate eval convert weights bench test test-fast tokenizer clean
+.PHONY: help env train ablate report dashboard plan preview curate generate eval pairs convert weights bench test test-fast tokenizer clean
 
 help: ## list the targets
 	@grep -E '^[a-z-]+:.*## ' $(MAKEFILE_LIST) | awk -F':.*## ' '{printf "  make %-10s %s\n", $$1, $$2}'
@@ -62,6 +62,9 @@ generate: env ## responses with LIMA decoding: make generate run=<run dir> promp
 
 eval: env ## judge generations: make eval eval=pairwise judge=openai ours=<jsonl> baseline=<jsonl>; eval=dev_select run=<run>
 	$(PY) recipes/eval.py $(OVERRIDES) $(ARGS)
+
+pairs: env ## preference pairs for stage=dpo: make pairs run=<SFT run> prompts=jsonl prompts.path=<prompts> judge=openai
+	$(PY) recipes/pairs.py $(OVERRIDES) $(ARGS)
 
 convert: env ## a training checkpoint (sharded last.ckpt, DeepSpeed, .ckpt) -> HF directory: make convert ckpt=<path> [out=<dir>]
 	$(PY) recipes/convert.py $(OVERRIDES) $(ARGS)

@@ -55,3 +55,18 @@ def lima_template():
     from lima_recipes.data.templates import LimaTemplate
 
     return LimaTemplate(name="lima", eot_token="<|eot|>")
+
+
+@pytest.fixture(scope="session")
+def sft_export(tmp_path_factory):
+    """The tiny model after a short SFT run on the sample conversations (about 10 s): what DPO and
+    `make pairs` start from."""
+    from pathlib import Path
+
+    from lima_recipes.config import compose
+    from lima_recipes.train.run import run_training
+
+    root = tmp_path_factory.mktemp("sft")
+    cfg = compose([f"run.output_root={root}", f"data.cache_dir={root}/cache", "logger=csv", "trainer.enable_progress_bar=false",
+                   "trainer.max_epochs=2", "trainer.checkpoint_epochs=[]", "trainer.micro_batch_size=8"])
+    return Path(run_training(cfg, root / "run")["export"])

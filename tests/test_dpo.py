@@ -355,18 +355,6 @@ def test_a_resumed_run_without_its_reference_cache_stops_with_the_fix(tmp_path):
 
 # ---- end to end -----------------------------------------------------------------------------
 
-@pytest.fixture(scope="module")
-def sft_export(tmp_path_factory) -> Path:
-    """The tiny model after a short SFT run on the sample conversations: DPO's starting point."""
-    from lima_recipes.config import compose
-    from lima_recipes.train.run import run_training
-
-    root = tmp_path_factory.mktemp("sft")
-    cfg = compose([f"run.output_root={root}", f"data.cache_dir={root}/cache", *QUICK, "trainer.max_epochs=2",
-                   "trainer.checkpoint_epochs=[]", "trainer.micro_batch_size=8"])
-    return Path(run_training(cfg, root / "run")["export"])
-
-
 def dpo(compose_cfg, run_dir: Path, export: Path, *overrides: str) -> dict:
     from lima_recipes.train.run import run_training
 

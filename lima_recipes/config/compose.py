@@ -15,8 +15,8 @@ from omegaconf import DictConfig
 from omegaconf.errors import OmegaConfBaseException
 
 from lima_recipes.config.resolvers import register_resolvers
-from lima_recipes.config.schema import (ConvertAppConfig, CurateAppConfig, EvalAppConfig, GenerateAppConfig, ReportAppConfig,
-                                        TrainAppConfig, register_configs)
+from lima_recipes.config.schema import (ConvertAppConfig, CurateAppConfig, EvalAppConfig, GenerateAppConfig, PairsAppConfig,
+                                        ReportAppConfig, TrainAppConfig, register_configs)
 from lima_recipes.errors import ConfigError
 
 CONF_DIR = Path(__file__).resolve().parents[2] / "conf"
@@ -44,7 +44,8 @@ def compose(overrides: list[str] | tuple[str, ...] = (), config_name: str = "tra
         raise ConfigError(explain_compose_error(err)) from None
 
 
-ROOT_SCHEMAS = (TrainAppConfig, CurateAppConfig, GenerateAppConfig, EvalAppConfig, ReportAppConfig, ConvertAppConfig)
+ROOT_SCHEMAS = (TrainAppConfig, CurateAppConfig, GenerateAppConfig, EvalAppConfig, ReportAppConfig, ConvertAppConfig,
+                PairsAppConfig)
 
 
 def _schema_fields(full_key: str) -> list[str]:

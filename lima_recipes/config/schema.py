@@ -600,6 +600,35 @@ class EvalAppConfig:
 
 
 @dataclass
+class PairsAppConfig:
+    """Root config of recipes/pairs.py: preference pairs from an SFT export and the judge."""
+
+    defaults: list[Any] = field(default_factory=list)
+    run: str = MISSING
+    """The SFT run directory (its export/) or an export directory whose responses are compared."""
+    prompts: PromptsConfig = MISSING
+    """Prompts to answer: any prompt file, e.g. held-out prompts (not the SFT training prompts,
+    whose samples are near-copies of the trained answers after 15 epochs)."""
+    eval: EvalConfig = MISSING
+    """The pairwise judge prompt, retries of unparseable verdicts (eval=pairwise)."""
+    judge: JudgeConfig = MISSING
+    generation: GenerationConfig = field(default_factory=GenerationConfig)
+    """Decoding of the samples (LIMA's by default)."""
+    num_samples: int = 2
+    """Responses per prompt; every two different ones are compared (n (n - 1) / 2 pairs, each
+    judged in both orders)."""
+    max_pairs_per_prompt: Optional[int] = None
+    """Keep at most this many agreed pairs per prompt (in sample order); None keeps all."""
+    batch_size: int = 8
+    """Prompts per generate() call."""
+    seed: int = 1234
+    """Sampling seed (recorded in every pair)."""
+    output: Optional[str] = None
+    """Pairs JSONL; None: <run>/pairs/<prompts.name>.jsonl, with .generations.jsonl and
+    .summary.json beside it."""
+
+
+@dataclass
 class ReportAppConfig:
     """Root config of recipes/report.py and recipes/dashboard.py."""
 
@@ -655,6 +684,7 @@ def register_configs() -> None:
     cs.store(group="prompts", name="schema", node=PromptsConfig)
     cs.store(name="eval_schema", node=EvalAppConfig)
     cs.store(name="report_schema", node=ReportAppConfig)
+    cs.store(name="pairs_schema", node=PairsAppConfig)
     cs.store(name="convert_schema", node=ConvertAppConfig)
     for group, schema in GROUP_SCHEMAS.items():
         cs.store(group=group, name="schema", node=schema)
